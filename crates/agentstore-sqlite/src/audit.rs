@@ -1,0 +1,166 @@
+//! Appending to and reading the audit log table.
+
+use agentstore::audit::{AuditDraft, GENESIS, entry_hash};
+use agentstore::backend::AuditQuery;
+use agentstore::time::now;
+use agentstore::{AuditEntry, Page, Result, Scope};
+use rusqlite::{Connection, Row};
+
+use crate::sql::{Filter, SqlResult, opt, parse_json, parse_json_opt, to_ts, ts};
+
+/// Appends one chained entry for `scope` inside the caller's transaction.
+pub(crate) fn append(tx: &Connection, scope: &Scope, draft: AuditDraft) -> Result<()> {
+    append_for(tx, Some(&scope.tenant), scope, draft)
+}
+
+/// Appends one chained entry with an explicit tenant (None for store-wide operations).
+pub(crate) fn append_for(
+    tx: &Connection,
+    tenant: Option<&str>,
+    scope: &Scope,
+    d: AuditDraft,
+) -> Result<()> {
+    let (last_seq, prev): (i64, String) = opt(tx
+        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .db()?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?))))?
+    .unwrap_or((0, GENESIS.to_owned()));
+    let seq = last_seq + 1;
+    let at = now();
+    let hash = entry_hash(
+        seq,
+        tenant,
+        &at,
+        &scope.actor,
+        &d.action,
+        &d.resource_type,
+        &d.resource_id,
+        d.old_values.as_ref(),
+        d.new_values.as_ref(),
+        &scope.context,
+        &prev,
+    );
+    tx.prepare_cached(
+        "INSERT INTO audit_log (seq, tenant_id, at, actor, action, resource_type, resource_id,
+             old_values, new_values, context, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .db()?
+    .execute(rusqlite::params![
+        seq,
+        tenant,
+        ts(&at),
+        scope.actor,
+        d.action,
+        d.resource_type,
+        d.resource_id,
+        d.old_values.as_ref().map(|v| v.to_string()),
+        d.new_values.as_ref().map(|v| v.to_string()),
+        scope.context.to_string(),
+        prev,
+        hash,
+    ])
+    .db()?;
+    Ok(())
+}
+
+/// Inserts an entry verbatim (import).
+pub(crate) fn insert_verbatim(tx: &Connection, e: &AuditEntry) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO audit_log (seq, tenant_id, at, actor, action, resource_type, resource_id,
+             old_values, new_values, context, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .db()?
+    .execute(rusqlite::params![
+        e.seq,
+        e.tenant_id,
+        ts(&e.at),
+        e.actor,
+        e.action,
+        e.resource_type,
+        e.resource_id,
+        e.old_values.as_ref().map(|v| v.to_string()),
+        e.new_values.as_ref().map(|v| v.to_string()),
+        e.context.to_string(),
+        e.prev_hash,
+        e.hash,
+    ])
+    .db()?;
+    Ok(())
+}
+
+/// Columns in the order [`from_row`] reads them.
+pub(crate) const COLUMNS: &str = "seq, tenant_id, at, actor, action, resource_type, resource_id, old_values, new_values, context, prev_hash, hash";
+
+/// An entry from a row selected with [`COLUMNS`].
+pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<AuditEntry>> {
+    let old: Option<String> = r.get(7)?;
+    let new: Option<String> = r.get(8)?;
+    let ctx: String = r.get(9)?;
+    let (seq, tenant_id, at, actor, action, resource_type, resource_id, prev_hash, hash) = (
+        r.get(0)?,
+        r.get(1)?,
+        r.get::<_, i64>(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(10)?,
+        r.get(11)?,
+    );
+    Ok((|| {
+        Ok(AuditEntry {
+            seq,
+            tenant_id,
+            at: to_ts(at),
+            actor,
+            action,
+            resource_type,
+            resource_id,
+            old_values: parse_json_opt(old)?,
+            new_values: parse_json_opt(new)?,
+            context: parse_json(&ctx)?,
+            prev_hash,
+            hash,
+        })
+    })())
+}
+
+/// Entries by filter, in seq order.
+pub(crate) fn list(c: &Connection, q: &AuditQuery) -> Result<Page<AuditEntry>> {
+    let mut f = Filter::default();
+    f.eq_opt("tenant_id", &q.tenant_id)
+        .eq_opt("actor", &q.actor)
+        .eq_opt("action", &q.action)
+        .eq_opt("resource_type", &q.resource_type)
+        .eq_opt("resource_id", &q.resource_id);
+    if let Some(t) = &q.from {
+        f.cond("at >= ?", vec![Box::new(ts(t))]);
+    }
+    if let Some(t) = &q.to {
+        f.cond("at < ?", vec![Box::new(ts(t))]);
+    }
+    if let Some(s) = q.after_seq {
+        f.cond("seq > ?", vec![Box::new(s)]);
+    }
+    let limit = q.limit.max(1);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit_log {} ORDER BY seq LIMIT {}",
+        f.where_sql(),
+        limit + 1
+    );
+    let mut st = c.prepare_cached(&sql).db()?;
+    let mut items = st
+        .query_map(f.param_refs().as_slice(), from_row)
+        .db()?
+        .map(|r| r.db().and_then(|x| x))
+        .collect::<Result<Vec<_>>>()?;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|e| e.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}

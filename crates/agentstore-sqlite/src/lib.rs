@@ -1,0 +1,265 @@
+//! The embedded agentstore backend: one data directory holding a SQLite database in WAL
+//! mode.
+//!
+//! A key design decision: one writer connection behind a mutex and a pool of read-only
+//! connections. SQLite allows one writer at a time anyway; serialising writers in-process
+//! avoids busy-waiting on the file lock, while WAL lets readers run beside the writer
+//! without blocking. Each [`Backend::write`] call is one `BEGIN IMMEDIATE` transaction,
+//! so a batch of ops costs one commit.
+
+#![warn(missing_docs)]
+
+mod admin;
+mod audit;
+mod checkpoints;
+mod conn;
+mod documents;
+mod infra;
+mod memories;
+pub mod migrate;
+mod sessions;
+mod sql;
+mod telemetry;
+mod tenants;
+mod transfer;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agentstore::backend::*;
+use agentstore::*;
+
+pub use admin::{read_manifest, restore, verify_backup};
+pub use conn::{DataDir, Durability, OpenOptions};
+
+/// The SQLite backend. Open it with [`open`] or [`SqliteBackend::open`].
+pub struct SqliteBackend {
+    conns: conn::Connections,
+    dir: DataDir,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("dir", &self.dir.root())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens (and with `opts.create`, initialises) the store in a data directory and returns
+/// the engine over it.
+pub fn open(opts: &OpenOptions) -> Result<Store> {
+    let backend = SqliteBackend::open(opts)?;
+    let secret = backend.dir.subject_secret(opts.create)?;
+    Ok(Store::new(Arc::new(backend), secret, opts.limits.clone()))
+}
+
+impl SqliteBackend {
+    /// Opens the backend. Refuses a database whose migrations differ from the binary's
+    /// unless `opts.migrate` is set, in which case pending migrations are applied.
+    pub fn open(opts: &OpenOptions) -> Result<Self> {
+        let dir = DataDir::new(&opts.data_dir);
+        let conns = conn::Connections::open(&dir, opts)?;
+        Ok(SqliteBackend { conns, dir })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.root()
+    }
+
+    /// Path of the database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.db_path()
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
+        self.conns.read(f)
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn write(&self, scope: &Scope, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>> {
+        self.conns.write(|tx| {
+            ops.into_iter()
+                .map(|op| write::apply(tx, scope, op))
+                .collect()
+        })
+    }
+
+    fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        self.read(|c| tenants::get_tenant(c, id))
+    }
+
+    fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        self.read(tenants::list_tenants)
+    }
+
+    fn get_subject(&self, tenant: &str, id: &str) -> Result<Option<Subject>> {
+        self.read(|c| tenants::get_subject(c, tenant, id))
+    }
+
+    fn find_subject(&self, tenant: &str, hash: &str) -> Result<Option<Subject>> {
+        self.read(|c| tenants::find_subject(c, tenant, hash))
+    }
+
+    fn get_agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
+        self.read(|c| tenants::get_agent(c, tenant, id))
+    }
+
+    fn list_agents(&self, tenant: &str, q: &AgentQuery) -> Result<Page<Agent>> {
+        self.read(|c| tenants::list_agents(c, tenant, q))
+    }
+
+    fn agent_stats(&self, tenant: &str, id: &str) -> Result<AgentStats> {
+        self.read(|c| tenants::agent_stats(c, tenant, id))
+    }
+
+    fn get_session(&self, tenant: &str, id: &str) -> Result<Option<Session>> {
+        self.read(|c| sessions::get_session(c, tenant, id))
+    }
+
+    fn list_sessions(&self, tenant: &str, q: &SessionQuery) -> Result<Page<Session>> {
+        self.read(|c| sessions::list_sessions(c, tenant, q))
+    }
+
+    fn get_event(&self, tenant: &str, id: &str) -> Result<Option<Event>> {
+        self.read(|c| sessions::get_event(c, tenant, id))
+    }
+
+    fn list_events(&self, tenant: &str, q: &EventQuery) -> Result<Page<Event>> {
+        self.read(|c| sessions::list_events(c, tenant, q))
+    }
+
+    fn get_memory(&self, tenant: &str, id: &str) -> Result<Option<Memory>> {
+        self.read(|c| memories::get(c, tenant, id))
+    }
+
+    fn get_memory_by_key(
+        &self,
+        tenant: &str,
+        namespace: &Namespace,
+        key: &str,
+        as_of: Option<Timestamp>,
+    ) -> Result<Option<Memory>> {
+        self.read(|c| memories::get_by_key(c, tenant, namespace, key, as_of))
+    }
+
+    fn memory_history(
+        &self,
+        tenant: &str,
+        namespace: &Namespace,
+        key: &str,
+    ) -> Result<Vec<Memory>> {
+        self.read(|c| memories::history(c, tenant, namespace, key))
+    }
+
+    fn list_memories(&self, tenant: &str, q: &MemoryQuery, now: Timestamp) -> Result<Page<Memory>> {
+        self.read(|c| memories::list(c, tenant, q, now))
+    }
+
+    fn get_document(&self, tenant: &str, id: &str) -> Result<Option<Document>> {
+        self.read(|c| documents::get(c, tenant, id))
+    }
+
+    fn list_documents(&self, tenant: &str, q: &DocumentQuery) -> Result<Page<Document>> {
+        self.read(|c| documents::list(c, tenant, q))
+    }
+
+    fn list_chunks(&self, tenant: &str, document_id: &str) -> Result<Vec<Chunk>> {
+        self.read(|c| documents::list_chunks(c, tenant, document_id))
+    }
+
+    fn get_chunk(&self, tenant: &str, id: &str) -> Result<Option<Chunk>> {
+        self.read(|c| documents::get_chunk(c, tenant, id))
+    }
+
+    fn get_checkpoint(
+        &self,
+        tenant: &str,
+        session_id: &str,
+        checkpoint_ns: &str,
+        id: Option<&str>,
+    ) -> Result<Option<Checkpoint>> {
+        self.read(|c| checkpoints::get(c, tenant, session_id, checkpoint_ns, id))
+    }
+
+    fn list_checkpoints(&self, tenant: &str, q: &CheckpointQuery) -> Result<Vec<Checkpoint>> {
+        self.read(|c| checkpoints::list(c, tenant, q))
+    }
+
+    fn pending_writes(
+        &self,
+        tenant: &str,
+        session_id: &str,
+        checkpoint_ns: &str,
+        checkpoint_id: &str,
+    ) -> Result<Vec<PendingWrite>> {
+        self.read(|c| {
+            checkpoints::pending_writes(c, tenant, session_id, checkpoint_ns, checkpoint_id)
+        })
+    }
+
+    fn list_usage(&self, tenant: &str, q: &UsageQuery) -> Result<Vec<UsageRecord>> {
+        self.read(|c| telemetry::list_usage(c, tenant, q))
+    }
+
+    fn metric_points(&self, tenant: &str, q: &MetricQuery) -> Result<Vec<MetricPoint>> {
+        self.read(|c| telemetry::metric_points(c, tenant, q))
+    }
+
+    fn kv_get(&self, tenant: &str, key: &str, now: Timestamp) -> Result<Option<KvEntry>> {
+        self.read(|c| infra::kv_get(c, tenant, key, now))
+    }
+
+    fn kv_list(
+        &self,
+        tenant: &str,
+        prefix: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>> {
+        self.read(|c| infra::kv_list(c, tenant, prefix, now, limit))
+    }
+
+    fn get_lock(&self, tenant: &str, name: &str) -> Result<Option<Lock>> {
+        self.read(|c| infra::get_lock(c, tenant, name))
+    }
+
+    fn list_audit(&self, q: &AuditQuery) -> Result<Page<AuditEntry>> {
+        self.read(|c| audit::list(c, q))
+    }
+
+    fn export(&self, out: &mut dyn FnMut(Record) -> Result<()>) -> Result<()> {
+        self.read(|c| transfer::export(c, out))
+    }
+
+    fn import(
+        &self,
+        scope: &Scope,
+        records: &mut dyn Iterator<Item = Result<(u64, Record)>>,
+    ) -> Result<ImportReport> {
+        self.conns.write(|tx| transfer::import(tx, scope, records))
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        self.read(|c| admin::stats(c, &self.dir))
+    }
+
+    fn verify(&self) -> Result<VerifyReport> {
+        self.read(admin::verify)
+    }
+
+    fn maintenance(&self, opts: &MaintenanceOptions) -> Result<MaintenanceReport> {
+        admin::maintenance(&self.conns, &self.dir, opts)
+    }
+
+    fn backup(&self, dir: &Path) -> Result<BackupManifest> {
+        admin::backup(&self.conns, &self.dir, dir)
+    }
+}

@@ -1,0 +1,327 @@
+//! Versioned, checksummed up/down migrations.
+//!
+//! Written here rather than taken from a crate: rusqlite_migration has no checksums and
+//! refinery no down migrations, and both pin an older rusqlite (see CRATES.md). The
+//! runner is small: each migration is a pair of SQL files compiled into the binary, its
+//! checksum is the SHA-256 of the up script, and `schema_migrations` records what was
+//! applied. Migrating runs inside one `BEGIN EXCLUSIVE` transaction, so two processes
+//! never migrate at once: the second waits for the first, then re-reads the applied set
+//! and finds nothing left to do.
+
+use agentstore::codec::sha256_hex;
+use agentstore::time::now;
+use agentstore::{Error, Result};
+use rusqlite::{Connection, TransactionBehavior};
+use serde::Serialize;
+
+use crate::sql::{SqlResult, to_ts, ts};
+
+/// One migration compiled into the binary.
+#[derive(Debug)]
+pub struct Migration {
+    /// Version, from 1, contiguous.
+    pub version: i64,
+    /// Short name.
+    pub name: &'static str,
+    /// Forward SQL.
+    pub up: &'static str,
+    /// Rollback SQL.
+    pub down: &'static str,
+}
+
+impl Migration {
+    /// SHA-256 of the up script.
+    pub fn checksum(&self) -> String {
+        sha256_hex(self.up.as_bytes())
+    }
+}
+
+/// Every migration this binary knows, in order.
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core",
+        up: include_str!("../migrations/0001_core.up.sql"),
+        down: include_str!("../migrations/0001_core.down.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "access_indexes",
+        up: include_str!("../migrations/0002_access_indexes.up.sql"),
+        down: include_str!("../migrations/0002_access_indexes.down.sql"),
+    },
+];
+
+/// The latest version this binary knows.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// One row of `migrate status`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MigrationState {
+    /// Version.
+    pub version: i64,
+    /// Name.
+    pub name: String,
+    /// `applied`, `pending`, `checksum_mismatch` or `unknown` (applied by a newer binary).
+    pub state: String,
+    /// When applied (RFC 3339).
+    pub applied_at: Option<String>,
+    /// Checksum recorded (applied) or expected (pending).
+    pub checksum: String,
+}
+
+/// `migrate status`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MigrationStatus {
+    /// Highest applied version (0 for none).
+    pub current: i64,
+    /// Latest version the binary knows.
+    pub latest: i64,
+    /// Every known or applied migration.
+    pub migrations: Vec<MigrationState>,
+}
+
+fn ensure_table(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version     INTEGER PRIMARY KEY,
+            name        TEXT NOT NULL,
+            checksum    TEXT NOT NULL,
+            applied_at  INTEGER NOT NULL
+        )",
+    )
+    .db()
+}
+
+fn applied(conn: &Connection) -> Result<Vec<(i64, String, String, i64)>> {
+    let mut st = conn
+        .prepare(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version",
+        )
+        .db()?;
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()
+}
+
+/// What is applied and what is pending.
+pub fn status(conn: &Connection) -> Result<MigrationStatus> {
+    ensure_table(conn)?;
+    let applied = applied(conn)?;
+    let mut out = Vec::new();
+    for (v, name, sum, at) in &applied {
+        let state = match MIGRATIONS.iter().find(|m| m.version == *v) {
+            None => "unknown",
+            Some(m) if &m.checksum() != sum => "checksum_mismatch",
+            Some(_) => "applied",
+        };
+        out.push(MigrationState {
+            version: *v,
+            name: name.clone(),
+            state: state.into(),
+            applied_at: Some(to_ts(*at).to_rfc3339()),
+            checksum: sum.clone(),
+        });
+    }
+    for m in MIGRATIONS {
+        if !applied.iter().any(|a| a.0 == m.version) {
+            out.push(MigrationState {
+                version: m.version,
+                name: m.name.into(),
+                state: "pending".into(),
+                applied_at: None,
+                checksum: m.checksum(),
+            });
+        }
+    }
+    out.sort_by_key(|s| s.version);
+    Ok(MigrationStatus {
+        current: applied.last().map_or(0, |a| a.0),
+        latest: latest_version(),
+        migrations: out,
+    })
+}
+
+/// Refuses a database whose applied migrations differ from the binary's.
+pub fn check(conn: &Connection) -> Result<()> {
+    let st = status(conn)?;
+    mismatch(&st)?;
+    let pending = st
+        .migrations
+        .iter()
+        .filter(|m| m.state == "pending")
+        .count();
+    if pending > 0 {
+        return Err(Error::SchemaPending {
+            current: st.current,
+            latest: st.latest,
+            pending,
+        });
+    }
+    Ok(())
+}
+
+fn mismatch(st: &MigrationStatus) -> Result<()> {
+    for m in &st.migrations {
+        match m.state.as_str() {
+            "unknown" => {
+                return Err(Error::SchemaMismatch(format!(
+                    "migration {} ({}) was applied by a newer agentstore; this binary knows up to version {}",
+                    m.version, m.name, st.latest
+                )));
+            }
+            "checksum_mismatch" => {
+                return Err(Error::SchemaMismatch(format!(
+                    "migration {} ({}) was applied with checksum {} but this binary's script has a different checksum; the database was built by a different build of agentstore",
+                    m.version, m.name, m.checksum
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Applies pending migrations up to `to` (default: latest), all in one transaction.
+/// Returns the versions applied.
+pub fn up(conn: &mut Connection, to: Option<i64>) -> Result<Vec<i64>> {
+    ensure_table(conn)?;
+    let target = to.unwrap_or_else(latest_version);
+    if target < 0 || target > latest_version() {
+        return Err(Error::invalid(
+            "to",
+            format!(
+                "no migration {target}; this binary knows 1 to {}",
+                latest_version()
+            ),
+        ));
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Exclusive)
+        .db()?;
+    let st = status(&tx)?;
+    mismatch(&st)?;
+    let mut done = Vec::new();
+    for m in MIGRATIONS {
+        if m.version > target || m.version <= st.current {
+            continue;
+        }
+        tx.execute_batch(m.up).map_err(|e| {
+            Error::SchemaMismatch(format!("migration {} ({}) failed: {e}", m.version, m.name))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![m.version, m.name, m.checksum(), ts(&now())],
+        )
+        .db()?;
+        done.push(m.version);
+    }
+    tx.commit().db()?;
+    Ok(done)
+}
+
+/// Rolls back to version `to` (default: one step), in one transaction. Returns the
+/// versions rolled back, newest first.
+pub fn down(conn: &mut Connection, to: Option<i64>) -> Result<Vec<i64>> {
+    ensure_table(conn)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Exclusive)
+        .db()?;
+    let st = status(&tx)?;
+    mismatch(&st)?;
+    let target = to.unwrap_or((st.current - 1).max(0));
+    if target < 0 || target > st.current {
+        return Err(Error::invalid(
+            "to",
+            format!("must be between 0 and the current version {}", st.current),
+        ));
+    }
+    let mut done = Vec::new();
+    for m in MIGRATIONS.iter().rev() {
+        if m.version <= target || m.version > st.current {
+            continue;
+        }
+        tx.execute_batch(m.down).map_err(|e| {
+            Error::SchemaMismatch(format!(
+                "rollback of {} ({}) failed: {e}",
+                m.version, m.name
+            ))
+        })?;
+        tx.execute(
+            "DELETE FROM schema_migrations WHERE version = ?1",
+            [m.version],
+        )
+        .db()?;
+        done.push(m.version);
+    }
+    tx.commit().db()?;
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(conn: &Connection) -> Vec<String> {
+        let mut st = conn
+            .prepare("SELECT type || ' ' || name FROM sqlite_master WHERE name != 'schema_migrations' AND name NOT LIKE 'sqlite_%' ORDER BY 1")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn up_down_up_round_trip() {
+        let mut c = Connection::open_in_memory().unwrap();
+        assert!(matches!(
+            check(&c),
+            Err(Error::SchemaPending { pending: 2, .. })
+        ));
+        assert_eq!(up(&mut c, Some(1)).unwrap(), vec![1]);
+        let v1 = schema(&c);
+        assert_eq!(up(&mut c, None).unwrap(), vec![2]);
+        check(&c).unwrap();
+        let full = schema(&c);
+        assert_eq!(down(&mut c, None).unwrap(), vec![2]);
+        assert_eq!(schema(&c), v1);
+        assert_eq!(down(&mut c, Some(0)).unwrap(), vec![1]);
+        assert!(schema(&c).is_empty());
+        up(&mut c, None).unwrap();
+        assert_eq!(schema(&c), full);
+        assert!(up(&mut c, Some(99)).is_err());
+    }
+
+    #[test]
+    fn refuses_edited_or_newer_migrations() {
+        let mut c = Connection::open_in_memory().unwrap();
+        up(&mut c, None).unwrap();
+        c.execute(
+            "UPDATE schema_migrations SET checksum = 'x' WHERE version = 1",
+            [],
+        )
+        .unwrap();
+        let e = check(&c).unwrap_err();
+        assert_eq!(e.code(), "schema_mismatch");
+        c.execute(
+            "UPDATE schema_migrations SET checksum = ?1 WHERE version = 1",
+            [MIGRATIONS[0].checksum()],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO schema_migrations VALUES (99, 'future', 'x', 0)",
+            [],
+        )
+        .unwrap();
+        assert!(
+            check(&c)
+                .unwrap_err()
+                .to_string()
+                .contains("newer agentstore")
+        );
+    }
+}

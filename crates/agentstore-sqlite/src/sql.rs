@@ -1,0 +1,202 @@
+//! Conversions between agentstore values and SQLite columns, shared by every module.
+
+use agentstore::time::{from_micros, to_micros};
+use agentstore::{Error, Json, Namespace, Result, Timestamp};
+use rusqlite::ErrorCode;
+
+/// Microseconds for a timestamp column.
+pub(crate) fn ts(t: &Timestamp) -> i64 {
+    to_micros(t)
+}
+
+/// Microseconds for a nullable timestamp column.
+pub(crate) fn ts_opt(t: &Option<Timestamp>) -> Option<i64> {
+    t.as_ref().map(to_micros)
+}
+
+/// A timestamp from a column.
+pub(crate) fn to_ts(us: i64) -> Timestamp {
+    from_micros(us)
+}
+
+/// A nullable timestamp from a column.
+pub(crate) fn to_ts_opt(us: Option<i64>) -> Option<Timestamp> {
+    us.map(from_micros)
+}
+
+/// JSON column text.
+pub(crate) fn json_text(v: &Json) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// Nullable JSON column text.
+pub(crate) fn json_text_opt(v: &Option<Json>) -> Option<String> {
+    v.as_ref().map(json_text)
+}
+
+/// Any serializable value as JSON text (tag lists, label maps).
+pub(crate) fn to_json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// Parses a JSON column; damage is reported as corruption, not as bad input.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("stored JSON does not parse: {e}")))
+}
+
+/// Parses a nullable JSON column.
+pub(crate) fn parse_json_opt(s: Option<String>) -> Result<Option<Json>> {
+    s.map(|s| parse_json(&s)).transpose()
+}
+
+/// Namespace column text.
+pub(crate) fn ns(n: &Namespace) -> String {
+    n.encode()
+}
+
+/// A namespace from its column.
+pub(crate) fn to_ns(s: &str) -> Namespace {
+    Namespace::decode(s)
+}
+
+/// SQL condition and parameters selecting `column` at or under a namespace prefix.
+/// Returns None for the root prefix (no condition needed).
+pub(crate) fn ns_prefix_cond(column: &str, prefix: &Namespace) -> Option<(String, Vec<String>)> {
+    match prefix.prefix_range() {
+        (_, None) => None,
+        (lo, Some(hi)) => Some((format!("({column} >= ? AND {column} < ?)"), vec![lo, hi])),
+    }
+}
+
+/// Cursor for keyset pagination on (time, id), newest first.
+pub(crate) fn encode_cursor(us: i64, id: &str) -> String {
+    format!("{us}.{id}")
+}
+
+/// Inverse of [`encode_cursor`]; a malformed cursor is bad input.
+pub(crate) fn decode_cursor(s: &str) -> Result<(i64, String)> {
+    let (us, id) = s
+        .split_once('.')
+        .ok_or_else(|| Error::invalid("after", "malformed cursor"))?;
+    let us = us
+        .parse::<i64>()
+        .map_err(|_| Error::invalid("after", "malformed cursor"))?;
+    Ok((us, id.to_owned()))
+}
+
+/// Maps a SQLite error to an agentstore error. Unique and foreign-key violations are
+/// normally caught earlier by explicit checks that name the record; this is the
+/// safety net, so the message stays generic.
+pub(crate) fn db_err(e: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        match f.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return Error::Busy,
+            ErrorCode::ConstraintViolation => {
+                let m = msg.clone().unwrap_or_default();
+                if m.contains("FOREIGN KEY") {
+                    return Error::Conflict(
+                        "the write references a record that does not exist, or the record is still referenced"
+                            .into(),
+                    );
+                }
+                return Error::Conflict(m);
+            }
+            _ => {}
+        }
+    }
+    Error::Database(Box::new(e))
+}
+
+/// `?` adapter for rusqlite results.
+pub(crate) trait SqlResult<T> {
+    /// Maps the error with [`db_err`].
+    fn db(self) -> Result<T>;
+}
+
+impl<T> SqlResult<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T> {
+        self.map_err(db_err)
+    }
+}
+
+/// `Some(row)` or `None` for a query expected to return at most one row.
+pub(crate) fn opt<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(db_err(e)),
+    }
+}
+
+/// Boxed SQL parameters built up by dynamic filters.
+pub(crate) type Params = Vec<Box<dyn rusqlite::ToSql>>;
+
+/// A WHERE clause builder for list queries with optional filters.
+#[derive(Default)]
+pub(crate) struct Filter {
+    conds: Vec<String>,
+    /// Parameters in order.
+    pub params: Params,
+}
+
+impl Filter {
+    /// A filter starting with `tenant_id = ?`.
+    pub fn tenant(tenant: &str) -> Self {
+        let mut f = Filter::default();
+        f.eq("tenant_id", tenant.to_owned());
+        f
+    }
+
+    /// Adds `column = ?`.
+    pub fn eq<T: rusqlite::ToSql + 'static>(&mut self, column: &str, v: T) -> &mut Self {
+        self.conds.push(format!("{column} = ?"));
+        self.params.push(Box::new(v));
+        self
+    }
+
+    /// Adds `column = ?` when `v` is set.
+    pub fn eq_opt<T: rusqlite::ToSql + Clone + 'static>(
+        &mut self,
+        column: &str,
+        v: &Option<T>,
+    ) -> &mut Self {
+        if let Some(v) = v {
+            self.eq(column, v.clone());
+        }
+        self
+    }
+
+    /// Adds a raw condition with its parameters.
+    pub fn cond(&mut self, sql: impl Into<String>, params: Params) -> &mut Self {
+        self.conds.push(sql.into());
+        self.params.extend(params);
+        self
+    }
+
+    /// Adds a namespace prefix condition on `column`.
+    pub fn ns_prefix(&mut self, column: &str, prefix: &Option<Namespace>) -> &mut Self {
+        if let Some(p) = prefix
+            && let Some((sql, ps)) = ns_prefix_cond(column, p)
+        {
+            self.conds.push(sql);
+            for v in ps {
+                self.params.push(Box::new(v));
+            }
+        }
+        self
+    }
+
+    /// `WHERE ...` (or empty).
+    pub fn where_sql(&self) -> String {
+        if self.conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conds.join(" AND "))
+        }
+    }
+
+    /// Parameters as rusqlite expects them.
+    pub fn param_refs(&self) -> Vec<&dyn rusqlite::ToSql> {
+        self.params.iter().map(|b| b.as_ref()).collect()
+    }
+}

@@ -1,0 +1,36 @@
+//! Shared setup: a fresh store in a temp dir with one tenant.
+
+use agentstore::{Scope, Store};
+use agentstore_sqlite::OpenOptions;
+
+pub struct TestStore {
+    pub store: Store,
+    pub scope: Scope,
+    pub dir: tempfile::TempDir,
+}
+
+/// A new store with tenant `t1`, scoped as actor `test`.
+pub fn store() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        agentstore_sqlite::open(&OpenOptions::new(dir.path().join("data")).create()).unwrap();
+    store.create_tenant("test", "t1", "Tenant One").unwrap();
+    TestStore {
+        store,
+        scope: Scope::new("t1", "test"),
+        dir,
+    }
+}
+
+impl TestStore {
+    /// Reopens the same directory (what a restarted process sees).
+    pub fn reopen(&self) -> Store {
+        agentstore_sqlite::open(&OpenOptions::new(self.dir.path().join("data"))).unwrap()
+    }
+
+    /// A second tenant's scope, created on demand.
+    pub fn other_tenant(&self) -> Scope {
+        self.store.ensure_tenant("test", "t2").unwrap();
+        Scope::new("t2", "test")
+    }
+}

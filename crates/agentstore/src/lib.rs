@@ -1,0 +1,25 @@
+//! agentstore: the storage and memory engine for AI agents.
+//!
+//! This crate holds the data model, validation, the [`Backend`] trait that storage
+//! backends implement, and the engine [`Store`] that users call. A key design decision:
+//! backends only store records and return candidates, while the engine builds records and
+//! computes aggregates, so the embedded SQLite store and a server on PostgreSQL behave
+//! the same.
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod backend;
+pub mod codec;
+pub mod error;
+pub mod model;
+pub mod namespace;
+pub mod store;
+pub mod text;
+pub mod time;
+
+pub use backend::{Backend, Record, Scope, WriteOp, WriteResult};
+pub use error::{Error, Result};
+pub use model::*;
+pub use namespace::Namespace;
+pub use store::{Limits, Store, UsageGroup};
+pub use time::Timestamp;

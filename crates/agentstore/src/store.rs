@@ -1,0 +1,1637 @@
+//! The engine: validates input, builds complete records and computes aggregates, then
+//! calls a [`Backend`]. Everything a user does goes through [`Store`].
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::*;
+use crate::codec::{
+    estimate_tokens, id_or_new, new_id, sha256_hex, subject_hash, validate_id, word_count,
+};
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::namespace::Namespace;
+use crate::text::chunk_text;
+use crate::time::{Timestamp, now, truncate};
+
+/// Size limits applied to every write.
+///
+/// ## Defaults
+/// - `max_content_bytes`: 1 MiB. A memory or event is a unit of recall; anything larger
+///   belongs in a document, which is chunked.
+/// - `max_document_bytes`: 32 MiB.
+/// - `max_json_bytes`: 256 KiB for metadata, parameters, results and KV values.
+/// - `max_state_bytes`: 16 MiB for checkpoint state and pending-write values.
+/// - `max_batch`: 10,000 items in one batched call.
+/// - `max_short_field`: 1,024 bytes for kinds, names, statuses, tags and similar.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Memory / event content.
+    pub max_content_bytes: usize,
+    /// Document content.
+    pub max_document_bytes: usize,
+    /// JSON fields.
+    pub max_json_bytes: usize,
+    /// Checkpoint state.
+    pub max_state_bytes: usize,
+    /// Items per batch.
+    pub max_batch: usize,
+    /// Short text fields.
+    pub max_short_field: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_content_bytes: 1 << 20,
+            max_document_bytes: 32 << 20,
+            max_json_bytes: 256 << 10,
+            max_state_bytes: 16 << 20,
+            max_batch: 10_000,
+            max_short_field: 1024,
+        }
+    }
+}
+
+/// Default and maximum page sizes for list calls.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+fn page_limit(limit: usize) -> usize {
+    match limit {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+/// How usage records are grouped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageGroup {
+    /// By model (`provider/model`).
+    Model,
+    /// By agent id.
+    Agent,
+    /// One group over everything.
+    All,
+}
+
+/// Aggregate of usage records for one group and time bucket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageAggregate {
+    /// Group key (model, agent id or `all`).
+    pub group: String,
+    /// Bucket start when bucketed.
+    pub bucket: Option<Timestamp>,
+    /// Calls.
+    pub calls: u64,
+    /// Successful calls.
+    pub successes: u64,
+    /// successes / calls.
+    pub success_rate: f64,
+    /// Input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Sum of estimated cost.
+    pub estimated_cost: f64,
+    /// Sum of actual cost.
+    pub actual_cost: f64,
+    /// Mean latency over calls that reported one.
+    pub avg_latency_ms: Option<f64>,
+    /// Mean quality over calls that reported one.
+    pub avg_quality: Option<f64>,
+}
+
+/// One downsampled bucket of a metric.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricBucket {
+    /// Bucket start.
+    pub start: Timestamp,
+    /// Points.
+    pub count: u64,
+    /// Mean.
+    pub avg: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+    /// Sum.
+    pub sum: f64,
+}
+
+/// Latest value of one series, for leaderboards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesValue {
+    /// Series labels.
+    pub labels: BTreeMap<String, String>,
+    /// Latest value.
+    pub value: f64,
+    /// Its time.
+    pub at: Timestamp,
+}
+
+/// The agentstore engine over one backend. Cheap to clone; share it between threads.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    limits: Limits,
+    subject_secret: Arc<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend.name())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// An engine over `backend`. `subject_secret` keys the HMAC of subjects' external ids.
+    pub fn new(backend: Arc<dyn Backend>, subject_secret: Vec<u8>, limits: Limits) -> Self {
+        Store {
+            backend,
+            limits,
+            subject_secret: Arc::new(subject_secret),
+        }
+    }
+
+    /// The backend (for admin tools and tests).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Applies raw ops in one transaction. Prefer the typed methods, which validate.
+    pub fn write(&self, scope: &Scope, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>> {
+        self.backend.write(scope, ops)
+    }
+
+    fn write_one(&self, scope: &Scope, op: WriteOp) -> Result<WriteResult> {
+        let mut r = self.backend.write(scope, vec![op])?;
+        Ok(r.pop().unwrap_or(WriteResult::None))
+    }
+
+    // ---------------------------------------------------------------- validation helpers
+
+    fn short(&self, field: &str, v: &str) -> Result<()> {
+        if v.len() > self.limits.max_short_field {
+            return Err(Error::TooLarge {
+                field: field.into(),
+                size: v.len(),
+                limit: self.limits.max_short_field,
+            });
+        }
+        Ok(())
+    }
+
+    fn short_opt(&self, field: &str, v: Option<&String>) -> Result<()> {
+        v.map_or(Ok(()), |v| self.short(field, v))
+    }
+
+    fn label(&self, field: &str, v: &str) -> Result<()> {
+        if v.trim().is_empty() {
+            return Err(Error::invalid(field, "must not be empty"));
+        }
+        self.short(field, v)?;
+        if v.chars().any(char::is_control) {
+            return Err(Error::invalid(field, "must not contain control characters"));
+        }
+        Ok(())
+    }
+
+    fn content(&self, field: &str, v: &str, limit: usize) -> Result<()> {
+        if v.len() > limit {
+            return Err(Error::TooLarge {
+                field: field.into(),
+                size: v.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn json(&self, field: &str, v: &Json) -> Result<()> {
+        let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+        if size > self.limits.max_json_bytes {
+            return Err(Error::TooLarge {
+                field: field.into(),
+                size,
+                limit: self.limits.max_json_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn object(&self, field: &str, v: &Json) -> Result<()> {
+        if !v.is_object() {
+            return Err(Error::invalid(field, "must be a JSON object"));
+        }
+        self.json(field, v)
+    }
+
+    fn score(field: &str, v: Option<f64>) -> Result<()> {
+        if let Some(v) = v
+            && !(0.0..=1.0).contains(&v)
+        {
+            return Err(Error::invalid(field, "must be between 0 and 1"));
+        }
+        Ok(())
+    }
+
+    fn finite(field: &str, v: Option<f64>) -> Result<()> {
+        if let Some(v) = v
+            && !v.is_finite()
+        {
+            return Err(Error::invalid(field, "must be a finite number"));
+        }
+        Ok(())
+    }
+
+    fn batch<T>(&self, field: &str, items: &[T]) -> Result<()> {
+        if items.len() > self.limits.max_batch {
+            return Err(Error::invalid(
+                field,
+                format!("at most {} items per call", self.limits.max_batch),
+            ));
+        }
+        Ok(())
+    }
+
+    fn opt_id(field: &str, v: Option<&String>) -> Result<()> {
+        v.map_or(Ok(()), |v| validate_id(field, v))
+    }
+
+    fn tags(&self, tags: &[String]) -> Result<()> {
+        if tags.len() > 64 {
+            return Err(Error::invalid("tags", "at most 64 tags"));
+        }
+        tags.iter().try_for_each(|t| self.label("tags", t))
+    }
+
+    // ---------------------------------------------------------------- tenants, subjects
+
+    /// Creates a tenant.
+    pub fn create_tenant(&self, actor: &str, id: &str, name: &str) -> Result<Tenant> {
+        validate_id("tenant", id)?;
+        self.label("name", name)?;
+        let t = Tenant {
+            id: id.into(),
+            name: name.into(),
+            created_at: now(),
+        };
+        self.write_one(&Scope::new(id, actor), WriteOp::CreateTenant(t.clone()))?;
+        Ok(t)
+    }
+
+    /// Creates the tenant unless it exists.
+    pub fn ensure_tenant(&self, actor: &str, id: &str) -> Result<Tenant> {
+        match self.backend.get_tenant(id)? {
+            Some(t) => Ok(t),
+            None => match self.create_tenant(actor, id, id) {
+                Err(Error::AlreadyExists { .. }) => self
+                    .backend
+                    .get_tenant(id)?
+                    .ok_or_else(|| Error::not_found("tenant", id)),
+                other => other,
+            },
+        }
+    }
+
+    /// A tenant by id.
+    pub fn get_tenant(&self, id: &str) -> Result<Tenant> {
+        self.backend
+            .get_tenant(id)?
+            .ok_or_else(|| Error::not_found("tenant", id))
+    }
+
+    /// All tenants.
+    pub fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        self.backend.list_tenants()
+    }
+
+    fn require_tenant(&self, scope: &Scope) -> Result<()> {
+        validate_id("tenant", &scope.tenant)?;
+        self.get_tenant(&scope.tenant).map(|_| ())
+    }
+
+    /// The keyed hash under which a subject's external id is stored.
+    pub fn subject_hash(&self, tenant: &str, external_id: &str) -> String {
+        subject_hash(&self.subject_secret, tenant, external_id)
+    }
+
+    /// Creates a subject; only the keyed hash of `external_id` is stored.
+    pub fn create_subject(&self, scope: &Scope, s: NewSubject) -> Result<Subject> {
+        self.require_tenant(scope)?;
+        if s.external_id.is_empty() {
+            return Err(Error::invalid("external_id", "must not be empty"));
+        }
+        self.short("external_id", &s.external_id)?;
+        self.object("metadata", &s.metadata)?;
+        if s.retention_days.is_some_and(|d| d <= 0) {
+            return Err(Error::invalid("retention_days", "must be positive"));
+        }
+        let at = now();
+        let subject = Subject {
+            id: id_or_new("id", s.id.as_deref())?,
+            tenant_id: scope.tenant.clone(),
+            external_id_hash: self.subject_hash(&scope.tenant, &s.external_id),
+            consent: s.consent,
+            consent_at: s.consent.then_some(at),
+            age_gated: s.age_gated,
+            parental_consent_at: None,
+            parental_consent_by: None,
+            retention_days: s.retention_days,
+            metadata: s.metadata,
+            created_at: at,
+            updated_at: at,
+        };
+        self.write_one(scope, WriteOp::CreateSubject(subject.clone()))?;
+        Ok(subject)
+    }
+
+    /// A subject by id.
+    pub fn get_subject(&self, scope: &Scope, id: &str) -> Result<Subject> {
+        self.backend
+            .get_subject(&scope.tenant, id)?
+            .ok_or_else(|| Error::not_found("subject", id))
+    }
+
+    /// A subject by the caller's external id.
+    pub fn find_subject(&self, scope: &Scope, external_id: &str) -> Result<Option<Subject>> {
+        self.backend.find_subject(
+            &scope.tenant,
+            &self.subject_hash(&scope.tenant, external_id),
+        )
+    }
+
+    /// Records consent, and parental consent with the actor who recorded it.
+    pub fn set_consent(
+        &self,
+        scope: &Scope,
+        id: &str,
+        consent: bool,
+        parental_consent_by: Option<&str>,
+    ) -> Result<Subject> {
+        if let Some(by) = parental_consent_by {
+            self.label("parental_consent_by", by)?;
+        }
+        self.write_one(
+            scope,
+            WriteOp::SetConsent {
+                id: id.into(),
+                consent,
+                parental_consent_by: parental_consent_by.map(str::to_owned),
+                at: now(),
+            },
+        )?;
+        self.get_subject(scope, id)
+    }
+
+    // ---------------------------------------------------------------- agents
+
+    /// Registers an agent, or replaces the one with the same id.
+    pub fn put_agent(&self, scope: &Scope, a: NewAgent) -> Result<Agent> {
+        self.require_tenant(scope)?;
+        a.namespace.validate()?;
+        self.label("name", &a.name)?;
+        for (f, v) in [
+            ("agent_type", &a.agent_type),
+            ("model_provider", &a.model_provider),
+            ("model_name", &a.model_name),
+        ] {
+            self.short_opt(f, v.as_ref())?;
+        }
+        self.json("capabilities", &a.capabilities)?;
+        self.object("metadata", &a.metadata)?;
+        self.tags(&a.tags)?;
+        let at = now();
+        let agent = Agent {
+            id: id_or_new("id", a.id.as_deref())?,
+            tenant_id: scope.tenant.clone(),
+            namespace: a.namespace,
+            name: a.name,
+            agent_type: a.agent_type,
+            model_provider: a.model_provider,
+            model_name: a.model_name,
+            capabilities: a.capabilities,
+            tags: a.tags,
+            active: a.active,
+            experimental: a.experimental,
+            metadata: a.metadata,
+            created_at: at,
+            updated_at: at,
+        };
+        self.write_one(scope, WriteOp::PutAgent(agent.clone()))?;
+        self.get_agent(scope, &agent.id)
+    }
+
+    /// An agent by id.
+    pub fn get_agent(&self, scope: &Scope, id: &str) -> Result<Agent> {
+        self.backend
+            .get_agent(&scope.tenant, id)?
+            .ok_or_else(|| Error::not_found("agent", id))
+    }
+
+    /// Agents by filter.
+    pub fn list_agents(&self, scope: &Scope, mut q: AgentQuery) -> Result<Page<Agent>> {
+        q.limit = page_limit(q.limit);
+        self.backend.list_agents(&scope.tenant, &q)
+    }
+
+    /// Statistics derived from an agent's sessions and usage.
+    pub fn agent_stats(&self, scope: &Scope, id: &str) -> Result<AgentStats> {
+        self.get_agent(scope, id)?;
+        self.backend.agent_stats(&scope.tenant, id)
+    }
+
+    // ---------------------------------------------------------------- sessions, events
+
+    /// Starts a session.
+    pub fn create_session(&self, scope: &Scope, s: NewSession) -> Result<Session> {
+        self.require_tenant(scope)?;
+        s.namespace.validate()?;
+        self.label("kind", &s.kind)?;
+        if let Some(st) = &s.status {
+            self.label("status", st)?;
+        }
+        self.short_opt("title", s.title.as_ref())?;
+        self.short_opt("domain", s.domain.as_ref())?;
+        self.short_opt("task_type", s.task_type.as_ref())?;
+        Self::opt_id("subject_id", s.subject_id.as_ref())?;
+        Self::opt_id("agent_id", s.agent_id.as_ref())?;
+        Self::opt_id("parent_id", s.parent_id.as_ref())?;
+        self.object("metadata", &s.metadata)?;
+        let at = now();
+        let session = Session {
+            id: id_or_new("id", s.id.as_deref())?,
+            tenant_id: scope.tenant.clone(),
+            namespace: s.namespace,
+            kind: s.kind,
+            status: s.status.unwrap_or_else(|| "active".into()),
+            title: s.title,
+            domain: s.domain,
+            task_type: s.task_type,
+            subject_id: s.subject_id,
+            agent_id: s.agent_id,
+            parent_id: s.parent_id,
+            started_at: s.started_at.map(truncate).unwrap_or(at),
+            ended_at: None,
+            success: None,
+            reward: None,
+            reflection: None,
+            priority: s.priority,
+            metadata: s.metadata,
+            expires_at: s.expires_at.map(truncate),
+            created_at: at,
+            updated_at: at,
+        };
+        self.write_one(scope, WriteOp::CreateSession(session.clone()))?;
+        Ok(session)
+    }
+
+    /// A session by id.
+    pub fn get_session(&self, scope: &Scope, id: &str) -> Result<Session> {
+        self.backend
+            .get_session(&scope.tenant, id)?
+            .ok_or_else(|| Error::not_found("session", id))
+    }
+
+    /// Updates status, outcome, priority, metadata or expiry of a session.
+    pub fn update_session(&self, scope: &Scope, id: &str, u: SessionUpdate) -> Result<Session> {
+        if let Some(st) = &u.status {
+            self.label("status", st)?;
+        }
+        self.short_opt("title", u.title.as_ref())?;
+        if let Some(r) = &u.reflection {
+            self.content("reflection", r, self.limits.max_content_bytes)?;
+        }
+        Self::finite("reward", u.reward)?;
+        if let Some(m) = &u.metadata {
+            self.object("metadata", m)?;
+        }
+        let u = SessionUpdate {
+            ended_at: u.ended_at.map(truncate),
+            expires_at: u.expires_at.map(truncate),
+            ..u
+        };
+        match self.write_one(
+            scope,
+            WriteOp::UpdateSession {
+                id: id.into(),
+                update: u,
+                at: now(),
+            },
+        )? {
+            WriteResult::Session(s) => Ok(*s),
+            _ => self.get_session(scope, id),
+        }
+    }
+
+    /// Deletes a session with its events and checkpoints; returns the events removed.
+    pub fn delete_session(&self, scope: &Scope, id: &str) -> Result<u64> {
+        match self.write_one(scope, WriteOp::DeleteSession { id: id.into() })? {
+            WriteResult::Count(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+
+    /// Sessions by filter, newest first.
+    pub fn list_sessions(&self, scope: &Scope, mut q: SessionQuery) -> Result<Page<Session>> {
+        q.limit = page_limit(q.limit);
+        self.backend.list_sessions(&scope.tenant, &q)
+    }
+
+    fn build_event(
+        &self,
+        scope: &Scope,
+        session_id: &str,
+        e: NewEvent,
+        at: Timestamp,
+    ) -> Result<Event> {
+        self.label("kind", &e.kind)?;
+        self.short_opt("role", e.role.as_ref())?;
+        self.short_opt("tool_name", e.tool_name.as_ref())?;
+        if let Some(c) = &e.content {
+            self.content("content", c, self.limits.max_content_bytes)?;
+        }
+        for (f, v) in [("parameters", &e.parameters), ("result", &e.result)] {
+            if let Some(v) = v {
+                self.json(f, v)?;
+            }
+        }
+        if let Some(m) = &e.metadata {
+            self.object("metadata", m)?;
+        }
+        Self::finite("cost", e.cost)?;
+        Ok(Event {
+            id: id_or_new("id", e.id.as_deref())?,
+            tenant_id: scope.tenant.clone(),
+            session_id: session_id.into(),
+            seq: 0,
+            kind: e.kind,
+            role: e.role,
+            content: e.content,
+            tool_name: e.tool_name,
+            parameters: e.parameters,
+            result: e.result,
+            success: e.success,
+            duration_ms: e.duration_ms,
+            tokens: e.tokens,
+            cost: e.cost,
+            metadata: e
+                .metadata
+                .unwrap_or_else(|| Json::Object(Default::default())),
+            created_at: e.created_at.map(truncate).unwrap_or(at),
+        })
+    }
+
+    /// Appends one event; returns it with its `seq`.
+    pub fn append_event(&self, scope: &Scope, session_id: &str, e: NewEvent) -> Result<Event> {
+        let mut v = self.append_events(scope, session_id, vec![e])?;
+        v.pop()
+            .ok_or_else(|| Error::Database("no event returned".into()))
+    }
+
+    /// Appends events in order, in one transaction; returns them with their seqs.
+    pub fn append_events(
+        &self,
+        scope: &Scope,
+        session_id: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Event>> {
+        validate_id("session_id", session_id)?;
+        self.batch("events", &events)?;
+        let at = now();
+        let events = events
+            .into_iter()
+            .map(|e| self.build_event(scope, session_id, e, at))
+            .collect::<Result<Vec<_>>>()?;
+        match self.write_one(
+            scope,
+            WriteOp::AppendEvents {
+                session_id: session_id.into(),
+                events,
+            },
+        )? {
+            WriteResult::Events(v) => Ok(v),
+            other => Err(Error::Database(
+                format!("unexpected result {other:?}").into(),
+            )),
+        }
+    }
+
+    /// An event by id.
+    pub fn get_event(&self, scope: &Scope, id: &str) -> Result<Event> {
+        self.backend
+            .get_event(&scope.tenant, id)?
+            .ok_or_else(|| Error::not_found("event", id))
+    }
+
+    /// A session's events in seq order.
+    pub fn list_events(&self, scope: &Scope, mut q: EventQuery) -> Result<Page<Event>> {
+        q.limit = page_limit(q.limit);
+        self.backend.list_events(&scope.tenant, &q)
+    }
+
+    // ---------------------------------------------------------------- memories
+
+    fn build_memory(&self, scope: &Scope, m: NewMemory, at: Timestamp) -> Result<Memory> {
+        m.namespace.validate()?;
+        self.label("kind", &m.kind)?;
+        if let Some(k) = &m.key {
+            self.label("key", k)?;
+        }
+        if m.content.is_empty() {
+            return Err(Error::invalid("content", "must not be empty"));
+        }
+        self.content("content", &m.content, self.limits.max_content_bytes)?;
+        if let Some(s) = &m.summary {
+            self.content("summary", s, self.limits.max_content_bytes)?;
+        }
+        let tier = m.tier.unwrap_or_else(|| "long".into());
+        if !matches!(tier.as_str(), "working" | "short" | "long") {
+            return Err(Error::invalid("tier", "must be working, short or long"));
+        }
+        Self::score("importance", m.importance)?;
+        Self::score("confidence", m.confidence)?;
+        Self::score("success_rate", m.success_rate)?;
+        self.short_opt("topic", m.topic.as_ref())?;
+        self.short_opt("domain", m.domain.as_ref())?;
+        self.tags(&m.tags)?;
+        for s in m.source_sessions.iter().chain(&m.source_events) {
+            validate_id("source", s)?;
+        }
+        Self::opt_id("subject_id", m.subject_id.as_ref())?;
+        Self::opt_id("agent_id", m.agent_id.as_ref())?;
+        self.object("metadata", &m.metadata)?;
+        if m.token_count.is_some_and(|t| t < 0) {
+            return Err(Error::invalid("token_count", "must not be negative"));
+        }
+        Ok(Memory {
+            id: id_or_new("id", m.id.as_deref())?,
+            tenant_id: scope.tenant.clone(),
+            namespace: m.namespace,
+            kind: m.kind,
+            key: m.key,
+            token_count: m.token_count.unwrap_or_else(|| estimate_tokens(&m.content)),
+            content_hash: sha256_hex(m.content.as_bytes()),
+            content: m.content,
+            summary: m.summary,
+            tier,
+            importance: m.importance.unwrap_or(0.5),
+            confidence: m.confidence.unwrap_or(1.0),
+            success_rate: m.success_rate,
+            pinned: m.pinned,
+            priority: m.priority,
+            topic: m.topic,
+            domain: m.domain,
+            tags: m.tags,
+            source_sessions: m.source_sessions,
+            source_events: m.source_events,
+            subject_id: m.subject_id,
+            agent_id: m.agent_id,
+            access_count: 0,
+            last_accessed_at: None,
+            valid_from: m.valid_from.map(truncate).unwrap_or(at),
+            valid_to: None,
+            superseded_by: None,
+            expires_at: m.expires_at.map(truncate),
+            metadata: m.metadata,
+            created_at: at,
+            updated_at: at,
+        })
+    }
+
+    /// Stores a memory (see [`UpsertOutcome`] for dedupe and upsert-by-key).
+    pub fn remember(&self, scope: &Scope, m: NewMemory) -> Result<UpsertOutcome> {
+        let mut v = self.remember_many(scope, vec![m])?;
+        v.pop()
+            .ok_or_else(|| Error::Database("no outcome returned".into()))
+    }
+
+    /// Stores several memories in one transaction.
+    pub fn remember_many(&self, scope: &Scope, ms: Vec<NewMemory>) -> Result<Vec<UpsertOutcome>> {
+        self.require_tenant(scope)?;
+        self.batch("memories", &ms)?;
+        let at = now();
+        let ops = ms
+            .into_iter()
+            .map(|m| self.build_memory(scope, m, at).map(WriteOp::Remember))
+            .collect::<Result<Vec<_>>>()?;
+        self.backend
+            .write(scope, ops)?
+            .into_iter()
+            .map(|r| match r {
+                WriteResult::Memory(o) => Ok(o),
+                other => Err(Error::Database(
+                    format!("unexpected result {other:?}").into(),
+                )),
+            })
+            .collect()
+    }
+
+    /// A memory version by id.
+    pub fn get_memory(&self, scope: &Scope, id: &str) -> Result<Memory> {
+        self.backend
+            .get_memory(&scope.tenant, id)?
+            .ok_or_else(|| Error::not_found("memory", id))
+    }
+
+    /// The version of `key` valid at `as_of` (None: current).
+    pub fn get_memory_by_key(
+        &self,
+        scope: &Scope,
+        namespace: &Namespace,
+        key: &str,
+        as_of: Option<Timestamp>,
+    ) -> Result<Memory> {
+        self.backend
+            .get_memory_by_key(&scope.tenant, namespace, key, as_of)?
+            .ok_or_else(|| Error::not_found("memory", key))
+    }
+
+    /// All versions of `key`, oldest first.
+    pub fn memory_history(
+        &self,
+        scope: &Scope,
+        namespace: &Namespace,
+        key: &str,
+    ) -> Result<Vec<Memory>> {
+        self.backend.memory_history(&scope.tenant, namespace, key)
+    }
+
+    /// Memories by filter.
+    pub fn list_memories(&self, scope: &Scope, mut q: MemoryQuery) -> Result<Page<Memory>> {
+        q.limit = page_limit(q.limit);
+        self.backend.list_memories(&scope.tenant, &q, now())
+    }
+
+    /// Counts a read of each memory (access count and time).
+    pub fn touch_memories(&self, scope: &Scope, ids: &[String]) -> Result<u64> {
+        self.batch("ids", ids)?;
+        match self.write_one(
+            scope,
+            WriteOp::TouchMemories {
+                ids: ids.to_vec(),
+                at: now(),
+            },
+        )? {
+            WriteResult::Count(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+
+    /// Deletes a memory version.
+    pub fn forget(&self, scope: &Scope, id: &str) -> Result<()> {
+        self.write_one(scope, WriteOp::Forget { id: id.into() })
+            .map(|_| ())
+    }
+
+    /// Ends a memory's validity now, without a successor.
+    pub fn invalidate_memory(&self, scope: &Scope, id: &str) -> Result<()> {
+        self.write_one(
+            scope,
+            WriteOp::Invalidate {
+                id: id.into(),
+                at: now(),
+            },
+        )
+        .map(|_| ())
+    }
+
+    // ---------------------------------------------------------------- documents
+
+    /// Stores a document, chunking it (see [`DocumentOutcome`]).
+    pub fn put_document(&self, scope: &Scope, d: NewDocument) -> Result<DocumentOutcome> {
+        self.require_tenant(scope)?;
+        d.namespace.validate()?;
+        d.chunking.validate()?;
+        self.content("content", &d.content, self.limits.max_document_bytes)?;
+        if d.content.trim().is_empty() {
+            return Err(Error::invalid("content", "must not be empty"));
+        }
+        self.short_opt("title", d.title.as_ref())?;
+        self.short_opt("source_path", d.source_path.as_ref())?;
+        self.short_opt("source_url", d.source_url.as_ref())?;
+        Self::opt_id("subject_id", d.subject_id.as_ref())?;
+        let doc_type = d.doc_type.unwrap_or_else(|| "text".into());
+        self.label("doc_type", &doc_type)?;
+        self.object("metadata", &d.metadata)?;
+        let at = now();
+        let id = id_or_new("id", d.id.as_deref())?;
+        let chunks = chunk_text(&d.content, d.chunking)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Chunk {
+                id: new_id(),
+                tenant_id: scope.tenant.clone(),
+                document_id: id.clone(),
+                idx: i as i64,
+                content_hash: sha256_hex(c.text.as_bytes()),
+                start: c.start as i64,
+                end: c.end as i64,
+                word_count: word_count(&c.text),
+                token_count: estimate_tokens(&c.text),
+                content: c.text,
+                query_count: 0,
+                last_queried_at: None,
+                created_at: at,
+            })
+            .collect();
+        let document = Document {
+            id,
+            tenant_id: scope.tenant.clone(),
+            namespace: d.namespace,
+            title: d.title,
+            doc_type,
+            source_path: d.source_path,
+            source_url: d.source_url,
+            content_hash: sha256_hex(d.content.as_bytes()),
+            word_count: word_count(&d.content),
+            content: d.content,
+            subject_id: d.subject_id,
+            chunk_size: d.chunking.size as i64,
+            chunk_overlap: d.chunking.overlap as i64,
+            metadata: d.metadata,
+            created_at: at,
+            updated_at: at,
+        };
+        match self.write_one(scope, WriteOp::PutDocument { document, chunks })? {
+            WriteResult::Document(o) => Ok(o),
+            other => Err(Error::Database(
+                format!("unexpected result {other:?}").into(),
+            )),
+        }
+    }
+
+    /// A document by id.
+    pub fn get_document(&self, scope: &Scope, id: &str) -> Result<Document> {
+        self.backend
+            .get_document(&scope.tenant, id)?
+            .ok_or_else(|| Error::not_found("document", id))
+    }
+
+    /// Documents by filter.
+    pub fn list_documents(&self, scope: &Scope, mut q: DocumentQuery) -> Result<Page<Document>> {
+        q.limit = page_limit(q.limit);
+        self.backend.list_documents(&scope.tenant, &q)
+    }
+
+    /// A document's chunks in order.
+    pub fn list_chunks(&self, scope: &Scope, document_id: &str) -> Result<Vec<Chunk>> {
+        self.get_document(scope, document_id)?;
+        self.backend.list_chunks(&scope.tenant, document_id)
+    }
+
+    /// Deletes a document and its chunks.
+    pub fn delete_document(&self, scope: &Scope, id: &str) -> Result<()> {
+        self.write_one(scope, WriteOp::DeleteDocument { id: id.into() })
+            .map(|_| ())
+    }
+
+    // ---------------------------------------------------------------- checkpoints
+
+    /// Stores a checkpoint of a thread (session).
+    pub fn put_checkpoint(&self, scope: &Scope, c: NewCheckpoint) -> Result<Checkpoint> {
+        validate_id("session_id", &c.session_id)?;
+        self.short("checkpoint_ns", &c.checkpoint_ns)?;
+        Self::opt_id("parent_id", c.parent_id.as_ref())?;
+        if c.state.len() > self.limits.max_state_bytes {
+            return Err(Error::TooLarge {
+                field: "state".into(),
+                size: c.state.len(),
+                limit: self.limits.max_state_bytes,
+            });
+        }
+        self.object("metadata", &c.metadata)?;
+        let cp = Checkpoint {
+            tenant_id: scope.tenant.clone(),
+            session_id: c.session_id,
+            checkpoint_ns: c.checkpoint_ns,
+            id: id_or_new("id", c.id.as_deref())?,
+            parent_id: c.parent_id,
+            state: c.state,
+            metadata: c.metadata,
+            created_at: now(),
+        };
+        self.write_one(scope, WriteOp::PutCheckpoint(cp.clone()))?;
+        Ok(cp)
+    }
+
+    /// The latest checkpoint of a thread, or one by id.
+    pub fn get_checkpoint(
+        &self,
+        scope: &Scope,
+        session_id: &str,
+        checkpoint_ns: &str,
+        id: Option<&str>,
+    ) -> Result<Checkpoint> {
+        self.backend
+            .get_checkpoint(&scope.tenant, session_id, checkpoint_ns, id)?
+            .ok_or_else(|| Error::not_found("checkpoint", id.unwrap_or(session_id)))
+    }
+
+    /// A thread's checkpoints, newest first.
+    pub fn list_checkpoints(
+        &self,
+        scope: &Scope,
+        mut q: CheckpointQuery,
+    ) -> Result<Vec<Checkpoint>> {
+        q.limit = page_limit(q.limit);
+        self.backend.list_checkpoints(&scope.tenant, &q)
+    }
+
+    /// Records pending writes against a checkpoint.
+    pub fn put_pending_writes(
+        &self,
+        scope: &Scope,
+        session_id: &str,
+        checkpoint_ns: &str,
+        checkpoint_id: &str,
+        writes: Vec<NewPendingWrite>,
+    ) -> Result<u64> {
+        self.batch("writes", &writes)?;
+        let at = now();
+        let writes = writes
+            .into_iter()
+            .map(|w| {
+                self.label("task_id", &w.task_id)?;
+                self.label("channel", &w.channel)?;
+                if w.value.len() > self.limits.max_state_bytes {
+                    return Err(Error::TooLarge {
+                        field: "value".into(),
+                        size: w.value.len(),
+                        limit: self.limits.max_state_bytes,
+                    });
+                }
+                Ok(PendingWrite {
+                    tenant_id: scope.tenant.clone(),
+                    session_id: session_id.into(),
+                    checkpoint_ns: checkpoint_ns.into(),
+                    checkpoint_id: checkpoint_id.into(),
+                    task_id: w.task_id,
+                    idx: w.idx,
+                    channel: w.channel,
+                    value: w.value,
+                    created_at: at,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        match self.write_one(scope, WriteOp::PutPendingWrites(writes))? {
+            WriteResult::Count(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+
+    /// Pending writes of a checkpoint.
+    pub fn pending_writes(
+        &self,
+        scope: &Scope,
+        session_id: &str,
+        checkpoint_ns: &str,
+        checkpoint_id: &str,
+    ) -> Result<Vec<PendingWrite>> {
+        self.backend
+            .pending_writes(&scope.tenant, session_id, checkpoint_ns, checkpoint_id)
+    }
+
+    // ---------------------------------------------------------------- usage, metrics
+
+    /// Records model calls.
+    pub fn record_usage(&self, scope: &Scope, items: Vec<NewUsage>) -> Result<Vec<UsageRecord>> {
+        self.require_tenant(scope)?;
+        self.batch("usage", &items)?;
+        let at = now();
+        let recs = items
+            .into_iter()
+            .map(|u| {
+                self.label("provider", &u.provider)?;
+                self.label("model", &u.model)?;
+                self.short_opt("operation", u.operation.as_ref())?;
+                Self::opt_id("session_id", u.session_id.as_ref())?;
+                Self::opt_id("agent_id", u.agent_id.as_ref())?;
+                if u.input_tokens < 0 || u.output_tokens < 0 {
+                    return Err(Error::invalid("tokens", "must not be negative"));
+                }
+                for (f, v) in [
+                    ("estimated_cost", u.estimated_cost),
+                    ("actual_cost", u.actual_cost),
+                    ("latency_ms", u.latency_ms),
+                ] {
+                    Self::finite(f, v)?;
+                }
+                Self::score("quality_score", u.quality_score)?;
+                self.object("metadata", &u.metadata)?;
+                Ok(UsageRecord {
+                    id: id_or_new("id", u.id.as_deref())?,
+                    tenant_id: scope.tenant.clone(),
+                    session_id: u.session_id,
+                    agent_id: u.agent_id,
+                    provider: u.provider,
+                    model: u.model,
+                    operation: u.operation,
+                    input_tokens: u.input_tokens,
+                    output_tokens: u.output_tokens,
+                    estimated_cost: u.estimated_cost,
+                    actual_cost: u.actual_cost,
+                    latency_ms: u.latency_ms,
+                    quality_score: u.quality_score,
+                    success: u.success,
+                    metadata: u.metadata,
+                    created_at: u.created_at.map(truncate).unwrap_or(at),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.write_one(scope, WriteOp::RecordUsage(recs.clone()))?;
+        Ok(recs)
+    }
+
+    /// Usage aggregated per model, agent or overall, optionally in time buckets.
+    pub fn usage_aggregate(
+        &self,
+        scope: &Scope,
+        q: &UsageQuery,
+        group: UsageGroup,
+        bucket_secs: Option<i64>,
+    ) -> Result<Vec<UsageAggregate>> {
+        let bucket_us = bucket_micros(bucket_secs)?;
+        let recs = self.backend.list_usage(&scope.tenant, q)?;
+        let mut groups: BTreeMap<(String, Option<i64>), Vec<&UsageRecord>> = BTreeMap::new();
+        for r in &recs {
+            let g = match group {
+                UsageGroup::Model => format!("{}/{}", r.provider, r.model),
+                UsageGroup::Agent => r.agent_id.clone().unwrap_or_else(|| "-".into()),
+                UsageGroup::All => "all".into(),
+            };
+            let b = bucket_us.map(|us| floor_to(r.created_at.timestamp_micros(), us));
+            groups.entry((g, b)).or_default().push(r);
+        }
+        Ok(groups
+            .into_iter()
+            .map(|((group, b), rs)| {
+                let calls = rs.len() as u64;
+                let successes = rs.iter().filter(|r| r.success).count() as u64;
+                let mean = |f: &dyn Fn(&UsageRecord) -> Option<f64>| {
+                    let v: Vec<f64> = rs.iter().filter_map(|r| f(r)).collect();
+                    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+                };
+                UsageAggregate {
+                    group,
+                    bucket: b.map(crate::time::from_micros),
+                    calls,
+                    successes,
+                    success_rate: successes as f64 / calls as f64,
+                    input_tokens: rs.iter().map(|r| r.input_tokens).sum(),
+                    output_tokens: rs.iter().map(|r| r.output_tokens).sum(),
+                    estimated_cost: rs.iter().filter_map(|r| r.estimated_cost).sum(),
+                    actual_cost: rs.iter().filter_map(|r| r.actual_cost).sum(),
+                    avg_latency_ms: mean(&|r| r.latency_ms),
+                    avg_quality: mean(&|r| r.quality_score),
+                }
+            })
+            .collect())
+    }
+
+    /// Records metric points.
+    pub fn record_metrics(&self, scope: &Scope, points: Vec<NewMetricPoint>) -> Result<u64> {
+        self.require_tenant(scope)?;
+        self.batch("points", &points)?;
+        let at = now();
+        let pts = points
+            .into_iter()
+            .map(|p| {
+                self.label("name", &p.name)?;
+                if p.labels.len() > 32 {
+                    return Err(Error::invalid("labels", "at most 32 labels"));
+                }
+                for (k, v) in &p.labels {
+                    self.label("labels", k)?;
+                    self.short("labels", v)?;
+                }
+                Self::finite("value", Some(p.value))?;
+                Ok(MetricPoint {
+                    tenant_id: scope.tenant.clone(),
+                    name: p.name,
+                    labels: p.labels,
+                    value: p.value,
+                    at: p.at.map(truncate).unwrap_or(at),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let n = pts.len() as u64;
+        self.write_one(scope, WriteOp::RecordMetrics(pts))?;
+        Ok(n)
+    }
+
+    /// Raw points of a metric in a window.
+    pub fn metric_range(&self, scope: &Scope, q: &MetricQuery) -> Result<Vec<MetricPoint>> {
+        self.backend.metric_points(&scope.tenant, q)
+    }
+
+    /// Points merged into fixed buckets (avg / min / max / count / sum).
+    pub fn metric_downsample(
+        &self,
+        scope: &Scope,
+        q: &MetricQuery,
+        bucket_secs: i64,
+    ) -> Result<Vec<MetricBucket>> {
+        let us = bucket_micros(Some(bucket_secs))?.unwrap_or(1);
+        let mut out: BTreeMap<i64, MetricBucket> = BTreeMap::new();
+        for p in self.backend.metric_points(&scope.tenant, q)? {
+            let b = floor_to(p.at.timestamp_micros(), us);
+            let e = out.entry(b).or_insert(MetricBucket {
+                start: crate::time::from_micros(b),
+                count: 0,
+                avg: 0.0,
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                sum: 0.0,
+            });
+            e.count += 1;
+            e.sum += p.value;
+            e.min = e.min.min(p.value);
+            e.max = e.max.max(p.value);
+        }
+        Ok(out
+            .into_values()
+            .map(|mut b| {
+                b.avg = b.sum / b.count as f64;
+                b
+            })
+            .collect())
+    }
+
+    /// Leaderboard: the latest value of each series of a metric, highest first.
+    pub fn metric_top_k(
+        &self,
+        scope: &Scope,
+        q: &MetricQuery,
+        k: usize,
+    ) -> Result<Vec<SeriesValue>> {
+        let mut latest: BTreeMap<BTreeMap<String, String>, SeriesValue> = BTreeMap::new();
+        for p in self.backend.metric_points(&scope.tenant, q)? {
+            // Points come oldest first, so the last one seen per series is its latest.
+            latest.insert(
+                p.labels.clone(),
+                SeriesValue {
+                    labels: p.labels,
+                    value: p.value,
+                    at: p.at,
+                },
+            );
+        }
+        let mut v: Vec<SeriesValue> = latest.into_values().collect();
+        v.sort_by(|a, b| {
+            b.value
+                .total_cmp(&a.value)
+                .then_with(|| a.labels.cmp(&b.labels))
+        });
+        v.truncate(k);
+        Ok(v)
+    }
+
+    // ---------------------------------------------------------------- key-value, locks
+
+    fn kv_key(&self, key: &str) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::invalid("key", "must not be empty"));
+        }
+        self.short("key", key)
+    }
+
+    fn expiry(ttl_ms: Option<u64>, at: Timestamp) -> Result<Option<Timestamp>> {
+        ttl_ms
+            .map(|ms| {
+                i64::try_from(ms)
+                    .ok()
+                    .and_then(|ms| at.checked_add_signed(chrono::Duration::milliseconds(ms)))
+                    .ok_or_else(|| Error::invalid("ttl_ms", "too large"))
+            })
+            .transpose()
+    }
+
+    /// Sets a key, with an optional time to live.
+    pub fn kv_set(
+        &self,
+        scope: &Scope,
+        key: &str,
+        value: Json,
+        ttl_ms: Option<u64>,
+    ) -> Result<KvEntry> {
+        self.require_tenant(scope)?;
+        self.kv_key(key)?;
+        self.json("value", &value)?;
+        let at = now();
+        match self.write_one(
+            scope,
+            WriteOp::KvSet {
+                key: key.into(),
+                value,
+                expires_at: Self::expiry(ttl_ms, at)?,
+                at,
+            },
+        )? {
+            WriteResult::Kv(Some(e)) => Ok(e),
+            other => Err(Error::Database(
+                format!("unexpected result {other:?}").into(),
+            )),
+        }
+    }
+
+    /// A live key.
+    pub fn kv_get(&self, scope: &Scope, key: &str) -> Result<Option<KvEntry>> {
+        self.backend.kv_get(&scope.tenant, key, now())
+    }
+
+    /// Live keys with a prefix.
+    pub fn kv_list(&self, scope: &Scope, prefix: &str, limit: usize) -> Result<Vec<KvEntry>> {
+        self.backend
+            .kv_list(&scope.tenant, prefix, now(), page_limit(limit))
+    }
+
+    /// Adds to a counter; a new key gets the TTL (fixed-window rate limits).
+    pub fn kv_incr(&self, scope: &Scope, key: &str, by: i64, ttl_ms: Option<u64>) -> Result<i64> {
+        self.require_tenant(scope)?;
+        self.kv_key(key)?;
+        let at = now();
+        match self.write_one(
+            scope,
+            WriteOp::KvIncr {
+                key: key.into(),
+                by,
+                expires_at: Self::expiry(ttl_ms, at)?,
+                at,
+            },
+        )? {
+            WriteResult::Kv(Some(e)) => e
+                .value
+                .as_i64()
+                .ok_or_else(|| Error::Conflict(format!("key '{key}' does not hold an integer"))),
+            other => Err(Error::Database(
+                format!("unexpected result {other:?}").into(),
+            )),
+        }
+    }
+
+    /// Changes a live key's TTL; false when the key is missing or expired.
+    pub fn kv_expire(&self, scope: &Scope, key: &str, ttl_ms: Option<u64>) -> Result<bool> {
+        let at = now();
+        Ok(matches!(
+            self.write_one(
+                scope,
+                WriteOp::KvExpire {
+                    key: key.into(),
+                    expires_at: Self::expiry(ttl_ms, at)?,
+                    at,
+                },
+            )?,
+            WriteResult::Kv(Some(_))
+        ))
+    }
+
+    /// Deletes a key; true when it existed.
+    pub fn kv_delete(&self, scope: &Scope, key: &str) -> Result<bool> {
+        Ok(matches!(
+            self.write_one(scope, WriteOp::KvDelete { key: key.into() })?,
+            WriteResult::Count(1..)
+        ))
+    }
+
+    /// Deletes every key with a prefix; returns how many.
+    pub fn kv_delete_prefix(&self, scope: &Scope, prefix: &str) -> Result<u64> {
+        match self.write_one(
+            scope,
+            WriteOp::KvDeletePrefix {
+                prefix: prefix.into(),
+            },
+        )? {
+            WriteResult::Count(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+
+    fn lock_result(r: WriteResult) -> Result<Lock> {
+        match r {
+            WriteResult::Lock(l) => Ok(l),
+            other => Err(Error::Database(
+                format!("unexpected result {other:?}").into(),
+            )),
+        }
+    }
+
+    /// Acquires a named lock for `ttl_ms`; the returned token fences writes made under it.
+    pub fn lock_acquire(
+        &self,
+        scope: &Scope,
+        name: &str,
+        holder: &str,
+        ttl_ms: u64,
+    ) -> Result<Lock> {
+        self.require_tenant(scope)?;
+        self.label("name", name)?;
+        self.label("holder", holder)?;
+        if ttl_ms == 0 {
+            return Err(Error::invalid("ttl_ms", "must be positive"));
+        }
+        let at = now();
+        Self::lock_result(self.write_one(
+            scope,
+            WriteOp::LockAcquire {
+                name: name.into(),
+                holder: holder.into(),
+                expires_at: Self::expiry(Some(ttl_ms), at)?.unwrap_or(at),
+                at,
+            },
+        )?)
+    }
+
+    /// Extends a lease held with `token`.
+    pub fn lock_renew(&self, scope: &Scope, name: &str, token: i64, ttl_ms: u64) -> Result<Lock> {
+        let at = now();
+        Self::lock_result(self.write_one(
+            scope,
+            WriteOp::LockRenew {
+                name: name.into(),
+                token,
+                expires_at: Self::expiry(Some(ttl_ms), at)?.unwrap_or(at),
+                at,
+            },
+        )?)
+    }
+
+    /// Releases a lock held with `token`.
+    pub fn lock_release(&self, scope: &Scope, name: &str, token: i64) -> Result<Lock> {
+        Self::lock_result(self.write_one(
+            scope,
+            WriteOp::LockRelease {
+                name: name.into(),
+                token,
+            },
+        )?)
+    }
+
+    /// A lock's state.
+    pub fn get_lock(&self, scope: &Scope, name: &str) -> Result<Option<Lock>> {
+        self.backend.get_lock(&scope.tenant, name)
+    }
+
+    /// `Ok` when `token` is the current, unexpired token of the lock (a fencing check
+    /// before a guarded write); `StaleToken` otherwise.
+    pub fn check_fencing_token(&self, scope: &Scope, name: &str, token: i64) -> Result<()> {
+        let lock = self.get_lock(scope, name)?;
+        let current = lock.as_ref().map_or(0, |l| l.token);
+        let live = lock
+            .as_ref()
+            .is_some_and(|l| l.holder.is_some() && l.expires_at.is_some_and(|e| e > now()));
+        if current == token && live {
+            Ok(())
+        } else {
+            Err(Error::StaleToken {
+                name: name.into(),
+                token,
+                current,
+            })
+        }
+    }
+
+    // ---------------------------------------------------------------- audit, admin
+
+    /// Audit entries by filter.
+    pub fn list_audit(&self, mut q: AuditQuery) -> Result<Page<AuditEntry>> {
+        q.limit = page_limit(q.limit);
+        self.backend.list_audit(&q)
+    }
+
+    /// Removes expired records of one tenant.
+    pub fn sweep_expired(&self, scope: &Scope) -> Result<SweepReport> {
+        match self.write_one(scope, WriteOp::SweepExpired { at: now() })? {
+            WriteResult::Swept(r) => Ok(r),
+            _ => Ok(SweepReport::default()),
+        }
+    }
+
+    /// Writes every record as JSON Lines; returns the number of lines.
+    pub fn export_jsonl(
+        &self,
+        out: &mut dyn std::io::Write,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
+        let mut n = 0u64;
+        self.backend.export(&mut |rec| {
+            serde_json::to_writer(&mut *out, &rec)
+                .map_err(|e| Error::io("export", std::io::Error::other(e)))?;
+            out.write_all(b"\n").map_err(|e| Error::io("export", e))?;
+            n += 1;
+            progress(n);
+            Ok(())
+        })?;
+        out.flush().map_err(|e| Error::io("export", e))?;
+        Ok(n)
+    }
+
+    /// Imports JSON Lines written by [`Store::export_jsonl`] in one transaction. Each line
+    /// is validated like an API write; the first bad line aborts the import with its
+    /// number and nothing is written.
+    pub fn import_jsonl(
+        &self,
+        scope: &Scope,
+        input: &mut dyn BufRead,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ImportReport> {
+        let limits = self.limits.clone();
+        let mut line_no = 0u64;
+        let mut buf = String::new();
+        let mut iter = std::iter::from_fn(|| {
+            loop {
+                buf.clear();
+                line_no += 1;
+                match input.read_line(&mut buf) {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Some(Err(Error::Import {
+                            line: line_no,
+                            message: format!("cannot read: {e}"),
+                        }));
+                    }
+                }
+                progress(line_no);
+                if buf.trim().is_empty() {
+                    continue;
+                }
+                let rec = serde_json::from_str::<Record>(buf.trim_end())
+                    .map_err(|e| Error::Import {
+                        line: line_no,
+                        message: describe_json_error(&buf, &e),
+                    })
+                    .and_then(|r| {
+                        validate_record(&r, &limits).map_err(|e| Error::Import {
+                            line: line_no,
+                            message: e.to_string(),
+                        })?;
+                        Ok(r)
+                    });
+                return Some(rec.map(|r| (line_no, r)));
+            }
+        });
+        self.backend.import(scope, &mut iter)
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> Result<Stats> {
+        self.backend.stats()
+    }
+
+    /// Integrity checks.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.backend.verify()
+    }
+
+    /// Sweep, optimise, checkpoint and optionally vacuum.
+    pub fn maintenance(&self, vacuum: bool) -> Result<MaintenanceReport> {
+        self.backend.maintenance(&MaintenanceOptions {
+            sweep: true,
+            vacuum,
+            now: now(),
+        })
+    }
+
+    /// Online backup into an empty directory.
+    pub fn backup(&self, dir: &Path) -> Result<BackupManifest> {
+        self.backend.backup(dir)
+    }
+}
+
+fn bucket_micros(bucket_secs: Option<i64>) -> Result<Option<i64>> {
+    match bucket_secs {
+        None => Ok(None),
+        Some(s) if s > 0 && s <= 366 * 86_400 => Ok(Some(s * 1_000_000)),
+        Some(_) => Err(Error::invalid(
+            "bucket_secs",
+            "must be between 1 second and 366 days",
+        )),
+    }
+}
+
+fn floor_to(us: i64, bucket: i64) -> i64 {
+    us.div_euclid(bucket) * bucket
+}
+
+fn describe_json_error(line: &str, e: &serde_json::Error) -> String {
+    if e.is_syntax() || e.is_eof() {
+        return format!("not valid JSON ({e})");
+    }
+    match serde_json::from_str::<Json>(line)
+        .ok()
+        .and_then(|v| v.get("type").cloned())
+    {
+        None => "missing \"type\" field".into(),
+        Some(t) => format!("invalid {t} record: {e}"),
+    }
+}
+
+/// Validates an imported record's ids, namespaces and sizes like an API write.
+fn validate_record(r: &Record, limits: &Limits) -> Result<()> {
+    let too_large = |field: &str, size: usize, limit: usize| {
+        if size > limit {
+            Err(Error::TooLarge {
+                field: field.into(),
+                size,
+                limit,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let tenant = |t: &str| validate_id("tenant_id", t);
+    match r {
+        Record::Tenant(t) => validate_id("id", &t.id),
+        Record::Subject(s) => {
+            tenant(&s.tenant_id)?;
+            validate_id("id", &s.id)
+        }
+        Record::Agent(a) => {
+            tenant(&a.tenant_id)?;
+            validate_id("id", &a.id)?;
+            a.namespace.validate()
+        }
+        Record::Session(s) => {
+            tenant(&s.tenant_id)?;
+            validate_id("id", &s.id)?;
+            s.namespace.validate()
+        }
+        Record::Event(e) => {
+            tenant(&e.tenant_id)?;
+            validate_id("id", &e.id)?;
+            validate_id("session_id", &e.session_id)?;
+            if e.seq < 1 {
+                return Err(Error::invalid("seq", "must be at least 1"));
+            }
+            too_large(
+                "content",
+                e.content.as_ref().map_or(0, String::len),
+                limits.max_content_bytes,
+            )
+        }
+        Record::Memory(m) => {
+            tenant(&m.tenant_id)?;
+            validate_id("id", &m.id)?;
+            m.namespace.validate()?;
+            too_large("content", m.content.len(), limits.max_content_bytes)?;
+            if sha256_hex(m.content.as_bytes()) != m.content_hash {
+                return Err(Error::invalid("content_hash", "does not match the content"));
+            }
+            Ok(())
+        }
+        Record::Document(d) => {
+            tenant(&d.tenant_id)?;
+            validate_id("id", &d.id)?;
+            d.namespace.validate()?;
+            too_large("content", d.content.len(), limits.max_document_bytes)
+        }
+        Record::Chunk(c) => {
+            tenant(&c.tenant_id)?;
+            validate_id("id", &c.id)?;
+            validate_id("document_id", &c.document_id)
+        }
+        Record::Checkpoint(c) => {
+            tenant(&c.tenant_id)?;
+            validate_id("id", &c.id)?;
+            too_large("state", c.state.len(), limits.max_state_bytes)
+        }
+        Record::PendingWrite(w) => {
+            tenant(&w.tenant_id)?;
+            too_large("value", w.value.len(), limits.max_state_bytes)
+        }
+        Record::Usage(u) => {
+            tenant(&u.tenant_id)?;
+            validate_id("id", &u.id)
+        }
+        Record::Metric(m) => {
+            tenant(&m.tenant_id)?;
+            if !m.value.is_finite() {
+                return Err(Error::invalid("value", "must be a finite number"));
+            }
+            Ok(())
+        }
+        Record::Audit(a) => {
+            if let Some(t) = &a.tenant_id {
+                tenant(t)?;
+            }
+            Ok(())
+        }
+        Record::Kv(k) => tenant(&k.tenant_id),
+        Record::Lock(l) => tenant(&l.tenant_id),
+    }
+}
