@@ -1,41 +1,324 @@
 //! Checkpoints of agent state per thread, and their pending writes.
+//!
+//! A thread is a session; inside it, checkpoints live in a checkpoint namespace and are
+//! ordered by insertion (`rid`), which is what "latest" and "history" mean. Replacing a
+//! checkpoint (same session, namespace and id) updates the row in place: it keeps its
+//! position in the history, its `created_at` and its pending writes, the way graph-agent
+//! checkpointers treat a re-put of the same checkpoint id.
 
+use std::collections::BTreeMap;
+
+use agentstore::audit::AuditDraft;
 use agentstore::backend::{CheckpointQuery, WriteResult};
-use agentstore::{Checkpoint, PendingWrite, Result, Scope};
-use rusqlite::Connection;
+use agentstore::{Checkpoint, Error, Payload, PendingWrite, Result, Scope};
+use rusqlite::{Connection, Row, params};
 
-pub(crate) fn put(_tx: &Connection, _scope: &Scope, _c: Checkpoint) -> Result<WriteResult> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+use crate::audit;
+use crate::sql::*;
+use crate::telemetry::require_scope_tenant;
+use crate::tenants::require_refs;
+
+pub(crate) const CHECKPOINT_COLUMNS: &str = "tenant_id, session_id, checkpoint_ns, id, parent_id, state_format, state, metadata, created_at";
+
+pub(crate) fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<Result<Checkpoint>> {
+    let format: String = r.get(5)?;
+    let state: Vec<u8> = r.get(6)?;
+    let meta: String = r.get(7)?;
+    let (tenant_id, session_id, checkpoint_ns, id, parent_id) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+    let created: i64 = r.get(8)?;
+    Ok((|| {
+        Ok(Checkpoint {
+            tenant_id,
+            session_id,
+            checkpoint_ns,
+            id,
+            parent_id,
+            state: Payload::from_bytes(&format, state)?,
+            metadata: parse_json(&meta)?,
+            created_at: to_ts(created),
+        })
+    })())
 }
+
+pub(crate) fn insert_checkpoint(tx: &Connection, c: &Checkpoint) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))
+    .db()?
+    .execute(params![
+        c.tenant_id,
+        c.session_id,
+        c.checkpoint_ns,
+        c.id,
+        c.parent_id,
+        c.state.format(),
+        c.state.to_bytes(),
+        json_text(&c.metadata),
+        ts(&c.created_at),
+    ])
+    .db()?;
+    Ok(())
+}
+
+fn checkpoint_exists(
+    c: &Connection,
+    tenant: &str,
+    session: &str,
+    ns: &str,
+    id: &str,
+) -> Result<bool> {
+    Ok(opt(c
+        .prepare_cached(
+            "SELECT 1 FROM checkpoints
+             WHERE tenant_id = ?1 AND session_id = ?2 AND checkpoint_ns = ?3 AND id = ?4",
+        )
+        .db()?
+        .query_row([tenant, session, ns, id], |_| Ok(())))?
+    .is_some())
+}
+
+pub(crate) fn put(tx: &Connection, scope: &Scope, c: Checkpoint) -> Result<WriteResult> {
+    require_scope_tenant(scope, &c.tenant_id)?;
+    require_refs(tx, &c.tenant_id, None, None, Some(&c.session_id))?;
+    if let Some(parent) = &c.parent_id {
+        if parent == &c.id {
+            return Err(Error::invalid(
+                "parent_id",
+                "a checkpoint cannot be its own parent",
+            ));
+        }
+        if !checkpoint_exists(tx, &c.tenant_id, &c.session_id, &c.checkpoint_ns, parent)? {
+            return Err(Error::not_found("checkpoint", parent.as_str()));
+        }
+    }
+    match get(
+        tx,
+        &c.tenant_id,
+        &c.session_id,
+        &c.checkpoint_ns,
+        Some(&c.id),
+    )? {
+        None => {
+            insert_checkpoint(tx, &c)?;
+            audit::append(
+                tx,
+                scope,
+                AuditDraft::new("checkpoint.put", "checkpoint", &c.id).new_values(&c),
+            )?;
+        }
+        Some(old) => {
+            tx.prepare_cached(
+                "UPDATE checkpoints SET parent_id = ?1, state_format = ?2, state = ?3, metadata = ?4
+                 WHERE tenant_id = ?5 AND session_id = ?6 AND checkpoint_ns = ?7 AND id = ?8",
+            )
+            .db()?
+            .execute(params![
+                c.parent_id,
+                c.state.format(),
+                c.state.to_bytes(),
+                json_text(&c.metadata),
+                c.tenant_id,
+                c.session_id,
+                c.checkpoint_ns,
+                c.id,
+            ])
+            .db()?;
+            audit::append(
+                tx,
+                scope,
+                AuditDraft::new("checkpoint.put", "checkpoint", &c.id)
+                    .old(&old)
+                    .new_values(&c),
+            )?;
+        }
+    }
+    Ok(WriteResult::Id(c.id))
+}
+
+pub(crate) const PENDING_WRITE_COLUMNS: &str = "tenant_id, session_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, value_format, value, created_at";
+
+pub(crate) fn pending_write_row(r: &Row<'_>) -> rusqlite::Result<Result<PendingWrite>> {
+    let format: String = r.get(7)?;
+    let value: Vec<u8> = r.get(8)?;
+    let (tenant_id, session_id, checkpoint_ns, checkpoint_id, task_id, idx, channel) = (
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    );
+    let created: i64 = r.get(9)?;
+    Ok(
+        Payload::from_bytes(&format, value).map(|value| PendingWrite {
+            tenant_id,
+            session_id,
+            checkpoint_ns,
+            checkpoint_id,
+            task_id,
+            idx,
+            channel,
+            value,
+            created_at: to_ts(created),
+        }),
+    )
+}
+
+pub(crate) fn insert_pending_write(tx: &Connection, w: &PendingWrite) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO checkpoint_writes ({PENDING_WRITE_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))
+    .db()?
+    .execute(params![
+        w.tenant_id,
+        w.session_id,
+        w.checkpoint_ns,
+        w.checkpoint_id,
+        w.task_id,
+        w.idx,
+        w.channel,
+        w.value.format(),
+        w.value.to_bytes(),
+        ts(&w.created_at),
+    ])
+    .db()?;
+    Ok(())
+}
+
 pub(crate) fn put_writes(
-    _tx: &Connection,
-    _scope: &Scope,
-    _w: Vec<PendingWrite>,
+    tx: &Connection,
+    scope: &Scope,
+    writes: Vec<PendingWrite>,
 ) -> Result<WriteResult> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+    // One audit entry per checkpoint written to; a batch normally targets one checkpoint.
+    let mut per_checkpoint: BTreeMap<(&str, &str, &str), Vec<&PendingWrite>> = BTreeMap::new();
+    for w in &writes {
+        require_scope_tenant(scope, &w.tenant_id)?;
+        per_checkpoint
+            .entry((&w.session_id, &w.checkpoint_ns, &w.checkpoint_id))
+            .or_default()
+            .push(w);
+    }
+    for ((session, ns, id), ws) in &per_checkpoint {
+        if !checkpoint_exists(tx, &scope.tenant, session, ns, id)? {
+            return Err(Error::not_found("checkpoint", *id));
+        }
+        for w in ws {
+            let updated = tx
+                .prepare_cached(
+                    "UPDATE checkpoint_writes SET channel = ?1, value_format = ?2, value = ?3,
+                         created_at = ?4
+                     WHERE tenant_id = ?5 AND session_id = ?6 AND checkpoint_ns = ?7
+                         AND checkpoint_id = ?8 AND task_id = ?9 AND idx = ?10",
+                )
+                .db()?
+                .execute(params![
+                    w.channel,
+                    w.value.format(),
+                    w.value.to_bytes(),
+                    ts(&w.created_at),
+                    w.tenant_id,
+                    w.session_id,
+                    w.checkpoint_ns,
+                    w.checkpoint_id,
+                    w.task_id,
+                    w.idx,
+                ])
+                .db()?;
+            if updated == 0 {
+                insert_pending_write(tx, w)?;
+            }
+        }
+        let tasks: Vec<&str> = ws.iter().map(|w| w.task_id.as_str()).collect();
+        audit::append(
+            tx,
+            scope,
+            AuditDraft::new("checkpoint.writes", "checkpoint", *id).with_json(serde_json::json!({
+                "session_id": session,
+                "checkpoint_ns": ns,
+                "count": ws.len(),
+                "tasks": tasks,
+            })),
+        )?;
+    }
+    Ok(WriteResult::Count(writes.len() as u64))
 }
+
 pub(crate) fn get(
-    _c: &Connection,
-    _tenant: &str,
-    _session_id: &str,
-    _ns: &str,
-    _id: Option<&str>,
+    c: &Connection,
+    tenant: &str,
+    session_id: &str,
+    ns: &str,
+    id: Option<&str>,
 ) -> Result<Option<Checkpoint>> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+    let r = match id {
+        Some(id) => c
+            .prepare_cached(&format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints
+                 WHERE tenant_id = ?1 AND session_id = ?2 AND checkpoint_ns = ?3 AND id = ?4"
+            ))
+            .db()?
+            .query_row([tenant, session_id, ns, id], checkpoint_row),
+        None => c
+            .prepare_cached(&format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints
+                 WHERE tenant_id = ?1 AND session_id = ?2 AND checkpoint_ns = ?3
+                 ORDER BY rid DESC LIMIT 1"
+            ))
+            .db()?
+            .query_row([tenant, session_id, ns], checkpoint_row),
+    };
+    opt(r)?.transpose()
 }
-pub(crate) fn list(
-    _c: &Connection,
-    _tenant: &str,
-    _q: &CheckpointQuery,
-) -> Result<Vec<Checkpoint>> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+
+pub(crate) fn list(c: &Connection, tenant: &str, q: &CheckpointQuery) -> Result<Vec<Checkpoint>> {
+    let before_rid: i64 = match &q.before {
+        None => i64::MAX,
+        Some(before) => opt(c
+            .prepare_cached(
+                "SELECT rid FROM checkpoints
+                 WHERE tenant_id = ?1 AND session_id = ?2 AND checkpoint_ns = ?3 AND id = ?4",
+            )
+            .db()?
+            .query_row([tenant, &q.session_id, &q.checkpoint_ns, before], |r| {
+                r.get(0)
+            }))?
+        .ok_or_else(|| Error::not_found("checkpoint", before.as_str()))?,
+    };
+    let limit = i64::try_from(q.limit.max(1)).unwrap_or(i64::MAX);
+    c.prepare_cached(&format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints
+         WHERE tenant_id = ?1 AND session_id = ?2 AND checkpoint_ns = ?3 AND rid < ?4
+         ORDER BY rid DESC LIMIT ?5"
+    ))
+    .db()?
+    .query_map(
+        params![tenant, q.session_id, q.checkpoint_ns, before_rid, limit],
+        checkpoint_row,
+    )
+    .db()?
+    .map(|r| r.db().and_then(|x| x))
+    .collect()
 }
+
 pub(crate) fn pending_writes(
-    _c: &Connection,
-    _tenant: &str,
-    _session_id: &str,
-    _ns: &str,
-    _checkpoint_id: &str,
+    c: &Connection,
+    tenant: &str,
+    session_id: &str,
+    ns: &str,
+    checkpoint_id: &str,
 ) -> Result<Vec<PendingWrite>> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+    c.prepare_cached(&format!(
+        "SELECT {PENDING_WRITE_COLUMNS} FROM checkpoint_writes
+         WHERE tenant_id = ?1 AND session_id = ?2 AND checkpoint_ns = ?3 AND checkpoint_id = ?4
+         ORDER BY task_id, idx"
+    ))
+    .db()?
+    .query_map([tenant, session_id, ns, checkpoint_id], pending_write_row)
+    .db()?
+    .map(|r| r.db().and_then(|x| x))
+    .collect()
 }

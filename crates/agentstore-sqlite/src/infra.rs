@@ -1,100 +1,585 @@
 //! Key-value entries with TTL, named locks with fencing tokens, and the expiry sweep.
+//!
+//! An entry whose `expires_at` is at or before "now" is treated as absent by every read
+//! and write here, whether or not the sweep has removed its row yet. Versions and lock
+//! tokens never go back, even across expiry and release, so a client comparing a version
+//! or presenting a token cannot be fooled by a key or lock that was recreated meanwhile.
 
-use agentstore::backend::WriteResult;
-use agentstore::{Json, KvEntry, Lock, Result, Scope, Timestamp};
-use rusqlite::Connection;
+use agentstore::audit::AuditDraft;
+use agentstore::backend::{SweepReport, WriteResult};
+use agentstore::{Error, Json, KvEntry, Lock, Result, Scope, Timestamp};
+use rusqlite::{Connection, Row, params};
+
+use crate::audit;
+use crate::sessions::delete_session_rows;
+use crate::sql::*;
+use crate::tenants::require_tenant;
+
+fn live_at(expires_at: Option<Timestamp>, at: Timestamp) -> bool {
+    expires_at.is_none_or(|e| e > at)
+}
+
+/// The smallest string greater than every string that starts with `prefix`, or None when
+/// there is none (empty prefix, or only U+10FFFF characters). SQLite compares text with
+/// memcmp over UTF-8, which orders like code points, so `key >= prefix AND key < upper`
+/// selects exactly the keys with the prefix as an index range, with no LIKE pattern to
+/// escape.
+fn prefix_upper(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        let next = match c {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// A tenant filter selecting keys that start with `prefix`.
+fn prefix_filter(tenant: &str, prefix: &str) -> Filter {
+    let mut f = Filter::tenant(tenant);
+    match prefix_upper(prefix) {
+        Some(upper) => f.cond(
+            "key >= ? AND key < ?",
+            vec![Box::new(prefix.to_owned()), Box::new(upper)],
+        ),
+        None => f.cond("key >= ?", vec![Box::new(prefix.to_owned())]),
+    };
+    f
+}
+
+fn require_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid("key", "must not be empty"));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------- key-value
+
+pub(crate) const KV_COLUMNS: &str = "tenant_id, key, value, expires_at, version, updated_at";
+
+pub(crate) fn kv_row(r: &Row<'_>) -> rusqlite::Result<Result<KvEntry>> {
+    let value: String = r.get(2)?;
+    let (tenant_id, key, expires_at, version, updated_at): (String, String, Option<i64>, i64, i64) =
+        (r.get(0)?, r.get(1)?, r.get(3)?, r.get(4)?, r.get(5)?);
+    Ok(parse_json(&value).map(|value| KvEntry {
+        tenant_id,
+        key,
+        value,
+        expires_at: to_ts_opt(expires_at),
+        version,
+        updated_at: to_ts(updated_at),
+    }))
+}
+
+pub(crate) fn insert_kv(tx: &Connection, e: &KvEntry) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO kv_entries ({KV_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    ))
+    .db()?
+    .execute(params![
+        e.tenant_id,
+        e.key,
+        json_text(&e.value),
+        ts_opt(&e.expires_at),
+        e.version,
+        ts(&e.updated_at),
+    ])
+    .db()?;
+    Ok(())
+}
+
+/// The stored row, live or not.
+fn kv_raw(c: &Connection, tenant: &str, key: &str) -> Result<Option<KvEntry>> {
+    opt(c
+        .prepare_cached(&format!(
+            "SELECT {KV_COLUMNS} FROM kv_entries WHERE tenant_id = ?1 AND key = ?2"
+        ))
+        .db()?
+        .query_row([tenant, key], kv_row))?
+    .transpose()
+}
+
+/// Writes `e` over the row that `existed` says is there, or inserts it.
+fn kv_store(tx: &Connection, e: &KvEntry, existed: bool) -> Result<()> {
+    if !existed {
+        return insert_kv(tx, e);
+    }
+    tx.prepare_cached(
+        "UPDATE kv_entries SET value = ?1, expires_at = ?2, version = ?3, updated_at = ?4
+         WHERE tenant_id = ?5 AND key = ?6",
+    )
+    .db()?
+    .execute(params![
+        json_text(&e.value),
+        ts_opt(&e.expires_at),
+        e.version,
+        ts(&e.updated_at),
+        e.tenant_id,
+        e.key,
+    ])
+    .db()?;
+    Ok(())
+}
 
 pub(crate) fn kv_set(
-    _tx: &Connection,
-    _scope: &Scope,
-    _key: &str,
-    _value: Json,
-    _expires_at: Option<Timestamp>,
-    _at: Timestamp,
+    tx: &Connection,
+    scope: &Scope,
+    key: &str,
+    value: Json,
+    expires_at: Option<Timestamp>,
+    at: Timestamp,
 ) -> Result<WriteResult> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+    require_tenant(tx, &scope.tenant)?;
+    require_key(key)?;
+    let old = kv_raw(tx, &scope.tenant, key)?;
+    let e = KvEntry {
+        tenant_id: scope.tenant.clone(),
+        key: key.to_owned(),
+        value,
+        expires_at,
+        version: old.as_ref().map_or(1, |o| o.version + 1),
+        updated_at: at,
+    };
+    kv_store(tx, &e, old.is_some())?;
+    let mut draft = AuditDraft::new("kv.set", "kv", key).new_values(&e);
+    if let Some(o) = old.as_ref().filter(|o| live_at(o.expires_at, at)) {
+        draft = draft.old(o);
+    }
+    audit::append(tx, scope, draft)?;
+    Ok(WriteResult::Kv(Some(e)))
 }
+
 pub(crate) fn kv_incr(
-    _tx: &Connection,
-    _scope: &Scope,
-    _key: &str,
-    _by: i64,
-    _expires_at: Option<Timestamp>,
-    _at: Timestamp,
+    tx: &Connection,
+    scope: &Scope,
+    key: &str,
+    by: i64,
+    expires_at: Option<Timestamp>,
+    at: Timestamp,
 ) -> Result<WriteResult> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+    require_tenant(tx, &scope.tenant)?;
+    require_key(key)?;
+    let old = kv_raw(tx, &scope.tenant, key)?;
+    let live = old.as_ref().filter(|o| live_at(o.expires_at, at));
+    let (value, expires_at) = match live {
+        Some(o) => {
+            let cur = o
+                .value
+                .as_i64()
+                .ok_or_else(|| Error::Conflict(format!("key '{key}' does not hold an integer")))?;
+            let next = cur
+                .checked_add(by)
+                .ok_or_else(|| Error::Conflict(format!("counter '{key}' would overflow")))?;
+            (next, o.expires_at)
+        }
+        // A missing or expired counter starts a new window: that is what makes a counter
+        // with a TTL a fixed-window rate limiter.
+        None => (by, expires_at),
+    };
+    let e = KvEntry {
+        tenant_id: scope.tenant.clone(),
+        key: key.to_owned(),
+        value: Json::from(value),
+        expires_at,
+        version: old.as_ref().map_or(1, |o| o.version + 1),
+        updated_at: at,
+    };
+    kv_store(tx, &e, old.is_some())?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("kv.incr", "kv", key).with_json(serde_json::json!({
+            "by": by,
+            "value": value,
+            "expires_at": e.expires_at,
+            "version": e.version,
+        })),
+    )?;
+    Ok(WriteResult::Kv(Some(e)))
 }
+
 pub(crate) fn kv_expire(
-    _tx: &Connection,
-    _scope: &Scope,
-    _key: &str,
-    _expires_at: Option<Timestamp>,
-    _at: Timestamp,
+    tx: &Connection,
+    scope: &Scope,
+    key: &str,
+    expires_at: Option<Timestamp>,
+    at: Timestamp,
 ) -> Result<WriteResult> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+    let Some(old) = kv_raw(tx, &scope.tenant, key)?.filter(|o| live_at(o.expires_at, at)) else {
+        return Ok(WriteResult::Kv(None));
+    };
+    let e = KvEntry {
+        expires_at,
+        version: old.version + 1,
+        updated_at: at,
+        ..old.clone()
+    };
+    kv_store(tx, &e, true)?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("kv.expire", "kv", key)
+            .old(&serde_json::json!({"expires_at": old.expires_at, "version": old.version}))
+            .new_values(&serde_json::json!({"expires_at": e.expires_at, "version": e.version})),
+    )?;
+    Ok(WriteResult::Kv(Some(e)))
 }
-pub(crate) fn kv_delete(_tx: &Connection, _scope: &Scope, _key: &str) -> Result<WriteResult> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+
+pub(crate) fn kv_delete(tx: &Connection, scope: &Scope, key: &str) -> Result<WriteResult> {
+    let Some(old) = kv_raw(tx, &scope.tenant, key)? else {
+        return Ok(WriteResult::Count(0));
+    };
+    tx.prepare_cached("DELETE FROM kv_entries WHERE tenant_id = ?1 AND key = ?2")
+        .db()?
+        .execute([&scope.tenant, key])
+        .db()?;
+    audit::append(tx, scope, AuditDraft::new("kv.delete", "kv", key).old(&old))?;
+    // An expired row is removed all the same, but it did not exist for the caller.
+    let live = live_at(old.expires_at, agentstore::time::now());
+    Ok(WriteResult::Count(u64::from(live)))
 }
+
 pub(crate) fn kv_delete_prefix(
-    _tx: &Connection,
-    _scope: &Scope,
-    _prefix: &str,
+    tx: &Connection,
+    scope: &Scope,
+    prefix: &str,
 ) -> Result<WriteResult> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+    // An empty prefix would empty the tenant's whole cache; that is far more often a
+    // missing variable than an intent, so it is refused.
+    if prefix.is_empty() {
+        return Err(Error::invalid("prefix", "must not be empty"));
+    }
+    let f = prefix_filter(&scope.tenant, prefix);
+    let mut counted = prefix_filter(&scope.tenant, prefix);
+    counted.cond(
+        "(expires_at IS NULL OR expires_at > ?)",
+        vec![Box::new(ts(&agentstore::time::now()))],
+    );
+    let live: i64 = tx
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM kv_entries {}",
+            counted.where_sql()
+        ))
+        .db()?
+        .query_row(counted.param_refs().as_slice(), |r| r.get(0))
+        .db()?;
+    let removed = tx
+        .prepare_cached(&format!("DELETE FROM kv_entries {}", f.where_sql()))
+        .db()?
+        .execute(f.param_refs().as_slice())
+        .db()?;
+    if removed > 0 {
+        audit::append(
+            tx,
+            scope,
+            AuditDraft::new("kv.delete_prefix", "kv", prefix).with_json(serde_json::json!({
+                "prefix": prefix,
+                "count": live,
+                "rows_removed": removed,
+            })),
+        )?;
+    }
+    Ok(WriteResult::Count(live as u64))
 }
-pub(crate) fn lock_acquire(
-    _tx: &Connection,
-    _scope: &Scope,
-    _name: &str,
-    _holder: &str,
-    _expires_at: Timestamp,
-    _at: Timestamp,
-) -> Result<WriteResult> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
-}
-pub(crate) fn lock_renew(
-    _tx: &Connection,
-    _scope: &Scope,
-    _name: &str,
-    _token: i64,
-    _expires_at: Timestamp,
-    _at: Timestamp,
-) -> Result<WriteResult> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
-}
-pub(crate) fn lock_release(
-    _tx: &Connection,
-    _scope: &Scope,
-    _name: &str,
-    _token: i64,
-) -> Result<WriteResult> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
-}
-pub(crate) fn sweep_expired(
-    _tx: &Connection,
-    _scope: &Scope,
-    _at: Timestamp,
-) -> Result<WriteResult> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
-}
+
 pub(crate) fn kv_get(
-    _c: &Connection,
-    _tenant: &str,
-    _key: &str,
-    _now: Timestamp,
+    c: &Connection,
+    tenant: &str,
+    key: &str,
+    now: Timestamp,
 ) -> Result<Option<KvEntry>> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+    Ok(kv_raw(c, tenant, key)?.filter(|e| live_at(e.expires_at, now)))
 }
+
 pub(crate) fn kv_list(
-    _c: &Connection,
-    _tenant: &str,
-    _prefix: &str,
-    _now: Timestamp,
-    _limit: usize,
+    c: &Connection,
+    tenant: &str,
+    prefix: &str,
+    now: Timestamp,
+    limit: usize,
 ) -> Result<Vec<KvEntry>> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+    let mut f = prefix_filter(tenant, prefix);
+    f.cond(
+        "(expires_at IS NULL OR expires_at > ?)",
+        vec![Box::new(ts(&now))],
+    );
+    let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+    f.params.push(Box::new(limit));
+    c.prepare_cached(&format!(
+        "SELECT {KV_COLUMNS} FROM kv_entries {} ORDER BY key LIMIT ?",
+        f.where_sql()
+    ))
+    .db()?
+    .query_map(f.param_refs().as_slice(), kv_row)
+    .db()?
+    .map(|r| r.db().and_then(|x| x))
+    .collect()
 }
-pub(crate) fn get_lock(_c: &Connection, _tenant: &str, _name: &str) -> Result<Option<Lock>> {
-    Err(agentstore::Error::Config("not implemented yet".into()))
+
+// ------------------------------------------------------------------------- locks
+
+pub(crate) const LOCK_COLUMNS: &str = "tenant_id, name, holder, token, acquired_at, expires_at";
+
+pub(crate) fn lock_row(r: &Row<'_>) -> rusqlite::Result<Result<Lock>> {
+    Ok(Ok(Lock {
+        tenant_id: r.get(0)?,
+        name: r.get(1)?,
+        holder: r.get(2)?,
+        token: r.get(3)?,
+        acquired_at: to_ts_opt(r.get(4)?),
+        expires_at: to_ts_opt(r.get(5)?),
+    }))
+}
+
+pub(crate) fn insert_lock(tx: &Connection, l: &Lock) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO locks ({LOCK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    ))
+    .db()?
+    .execute(params![
+        l.tenant_id,
+        l.name,
+        l.holder,
+        l.token,
+        ts_opt(&l.acquired_at),
+        ts_opt(&l.expires_at),
+    ])
+    .db()?;
+    Ok(())
+}
+
+fn update_lock(tx: &Connection, l: &Lock) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE locks SET holder = ?1, token = ?2, acquired_at = ?3, expires_at = ?4
+         WHERE tenant_id = ?5 AND name = ?6",
+    )
+    .db()?
+    .execute(params![
+        l.holder,
+        l.token,
+        ts_opt(&l.acquired_at),
+        ts_opt(&l.expires_at),
+        l.tenant_id,
+        l.name,
+    ])
+    .db()?;
+    Ok(())
+}
+
+fn lease_end(expires_at: Timestamp, at: Timestamp) -> Result<()> {
+    if expires_at <= at {
+        return Err(Error::invalid("expires_at", "the lease must end after now"));
+    }
+    Ok(())
+}
+
+pub(crate) fn lock_acquire(
+    tx: &Connection,
+    scope: &Scope,
+    name: &str,
+    holder: &str,
+    expires_at: Timestamp,
+    at: Timestamp,
+) -> Result<WriteResult> {
+    require_tenant(tx, &scope.tenant)?;
+    if name.is_empty() {
+        return Err(Error::invalid("name", "must not be empty"));
+    }
+    if holder.is_empty() {
+        return Err(Error::invalid("holder", "must not be empty"));
+    }
+    lease_end(expires_at, at)?;
+    let old = get_lock(tx, &scope.tenant, name)?;
+    if let Some(o) = &old
+        && let Some(current) = &o.holder
+        && current != holder
+        && live_at(o.expires_at, at)
+    {
+        return Err(Error::LockHeld {
+            name: name.into(),
+            holder: current.clone(),
+            expires_at: o.expires_at.map(|e| e.to_rfc3339()).unwrap_or_default(),
+        });
+    }
+    let l = Lock {
+        tenant_id: scope.tenant.clone(),
+        name: name.to_owned(),
+        holder: Some(holder.to_owned()),
+        // Re-acquiring, even by the same holder, issues a new token: a write still in
+        // flight under the old lease must be refused once the new one starts.
+        token: old.as_ref().map_or(1, |o| o.token + 1),
+        acquired_at: Some(at),
+        expires_at: Some(expires_at),
+    };
+    match &old {
+        None => insert_lock(tx, &l)?,
+        Some(_) => update_lock(tx, &l)?,
+    }
+    let mut draft = AuditDraft::new("lock.acquire", "lock", name).new_values(&l);
+    if let Some(o) = &old {
+        draft = draft.old(o);
+    }
+    audit::append(tx, scope, draft)?;
+    Ok(WriteResult::Lock(l))
+}
+
+fn stale(name: &str, token: i64, lock: Option<&Lock>) -> Error {
+    Error::StaleToken {
+        name: name.into(),
+        token,
+        current: lock.map_or(0, |l| l.token),
+    }
+}
+
+pub(crate) fn lock_renew(
+    tx: &Connection,
+    scope: &Scope,
+    name: &str,
+    token: i64,
+    expires_at: Timestamp,
+    at: Timestamp,
+) -> Result<WriteResult> {
+    lease_end(expires_at, at)?;
+    let old = get_lock(tx, &scope.tenant, name)?;
+    let Some(o) = old
+        .as_ref()
+        .filter(|o| o.token == token && o.holder.is_some() && o.expires_at.is_some_and(|e| e > at))
+    else {
+        return Err(stale(name, token, old.as_ref()));
+    };
+    let l = Lock {
+        expires_at: Some(expires_at),
+        ..o.clone()
+    };
+    update_lock(tx, &l)?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("lock.renew", "lock", name)
+            .old(o)
+            .new_values(&l),
+    )?;
+    Ok(WriteResult::Lock(l))
+}
+
+pub(crate) fn lock_release(
+    tx: &Connection,
+    scope: &Scope,
+    name: &str,
+    token: i64,
+) -> Result<WriteResult> {
+    let old = get_lock(tx, &scope.tenant, name)?;
+    // Releasing an expired lease nobody has taken over is allowed: it only makes explicit
+    // what expiry already did.
+    let Some(o) = old
+        .as_ref()
+        .filter(|o| o.token == token && o.holder.is_some())
+    else {
+        return Err(stale(name, token, old.as_ref()));
+    };
+    // The row stays (holder cleared) so the next acquisition's token is still larger.
+    let l = Lock {
+        holder: None,
+        acquired_at: None,
+        expires_at: None,
+        ..o.clone()
+    };
+    update_lock(tx, &l)?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("lock.release", "lock", name)
+            .old(o)
+            .new_values(&l),
+    )?;
+    Ok(WriteResult::Lock(l))
+}
+
+pub(crate) fn get_lock(c: &Connection, tenant: &str, name: &str) -> Result<Option<Lock>> {
+    opt(c
+        .prepare_cached(&format!(
+            "SELECT {LOCK_COLUMNS} FROM locks WHERE tenant_id = ?1 AND name = ?2"
+        ))
+        .db()?
+        .query_row([tenant, name], lock_row))?
+    .transpose()
+}
+
+// ------------------------------------------------------------------------- sweep
+
+pub(crate) fn sweep_expired(tx: &Connection, scope: &Scope, at: Timestamp) -> Result<WriteResult> {
+    require_tenant(tx, &scope.tenant)?;
+    let tenant = scope.tenant.as_str();
+    let cutoff = ts(&at);
+    let mut report = SweepReport::default();
+    // Sessions go leaves first: each pass removes the expired sessions that no longer have
+    // children, so an expired tree disappears bottom-up over a few passes, while an
+    // expired parent of a live child stays until that child is gone.
+    loop {
+        let leaves: Vec<String> = tx
+            .prepare_cached(
+                "SELECT s.id FROM sessions s
+                 WHERE s.tenant_id = ?1 AND s.expires_at IS NOT NULL AND s.expires_at <= ?2
+                   AND NOT EXISTS (SELECT 1 FROM sessions c
+                                   WHERE c.tenant_id = s.tenant_id AND c.parent_id = s.id)
+                 ORDER BY s.rid",
+            )
+            .db()?
+            .query_map(params![tenant, cutoff], |r| r.get(0))
+            .db()?
+            .collect::<rusqlite::Result<_>>()
+            .db()?;
+        if leaves.is_empty() {
+            break;
+        }
+        for id in &leaves {
+            report.events += delete_session_rows(tx, tenant, id)?;
+            report.sessions += 1;
+        }
+    }
+    report.memories = tx
+        .prepare_cached(
+            "DELETE FROM memories
+             WHERE tenant_id = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2",
+        )
+        .db()?
+        .execute(params![tenant, cutoff])
+        .db()? as u64;
+    report.kv = tx
+        .prepare_cached(
+            "DELETE FROM kv_entries
+             WHERE tenant_id = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2",
+        )
+        .db()?
+        .execute(params![tenant, cutoff])
+        .db()? as u64;
+    report.locks = tx
+        .prepare_cached(
+            "UPDATE locks SET holder = NULL, acquired_at = NULL, expires_at = NULL
+             WHERE tenant_id = ?1 AND holder IS NOT NULL AND expires_at <= ?2",
+        )
+        .db()?
+        .execute(params![tenant, cutoff])
+        .db()? as u64;
+    if report.sessions + report.memories + report.kv + report.locks > 0 {
+        audit::append(
+            tx,
+            scope,
+            AuditDraft::new("retention.sweep", "tenant", tenant).new_values(&serde_json::json!({
+                "at": at,
+                "sessions": report.sessions,
+                "events": report.events,
+                "memories": report.memories,
+                "kv": report.kv,
+                "locks": report.locks,
+            })),
+        )?;
+    }
+    Ok(WriteResult::Swept(report))
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, a smoke run of the benchmark,
+# then every unit, integration, property and crash test against real SQLite files.
+# Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== benchmark smoke run (numbers not meaningful at this size)"
+cargo run --quiet -p agentstore-bench -- --smoke
+
+echo "== tests"
+cargo test --workspace
