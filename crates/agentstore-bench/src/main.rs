@@ -1,1 +1,709 @@
-fn main() {}
+//! `agentstore-bench`: the foundation benchmark. Each workload runs through agentstore's
+//! public `Store` API and, in the same run, as a bare rusqlite loop doing the same inserts
+//! or reads on a table of the same shape with the same pragmas (the ceiling). The table
+//! goes to stdout and, with the machine and the command that reproduces it, to
+//! `bench/results/foundation.md`. See bench/README.md for what each row measures.
+//!
+//! Usage: `agentstore-bench [--smoke] [--scale N] [--repeat N] [--out PATH] [--data-dir DIR]`
+
+mod bare;
+mod workloads;
+
+use std::fmt::Write as _;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use agentstore_sqlite::Durability;
+use anyhow::{Context, Result, bail};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use workloads::Measure;
+
+/// Seed of every random choice (keys, ids to read), so reruns do the same work.
+const SEED: u64 = 20_240_601;
+/// Quoted by reference 002: "Content storage: 500-1000 ops/sec", "Content retrieval:
+/// 2000-5000 ops/sec". The multiples are against the top of each range.
+const REFERENCE_WRITES: f64 = 1_000.0;
+const REFERENCE_READS: f64 = 5_000.0;
+const USAGE: &str =
+    "usage: agentstore-bench [--smoke] [--scale N] [--repeat N] [--out PATH] [--data-dir DIR]
+
+  --smoke         tiny sizes, a check that every workload runs; writes to a temp file
+  --scale N       multiply operation counts, time caps and the backup size by N (default 1)
+  --repeat N      run each side N times, alternating, and report the median
+                  (default 3; 1 with --smoke)
+  --out PATH      where to write the markdown report
+                  (default bench/results/foundation.md; with --smoke a temp file)
+  --data-dir DIR  where the stores are created (default: the system temp dir); the
+                  file system decides what an fsync costs";
+
+/// How much work each workload does.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    /// Single-event appends (one transaction each).
+    pub single: usize,
+    /// Batches of 1,000 events.
+    pub batched: usize,
+    /// Single memory upserts.
+    pub memory_single: usize,
+    /// Batches of 100 memory upserts.
+    pub memory_batched: usize,
+    /// Events in the store point reads draw from.
+    pub read_pool: usize,
+    /// Point reads.
+    pub reads: usize,
+    /// Events in the listed session.
+    pub list_session: usize,
+    /// Passes over the listed session.
+    pub list_passes: usize,
+    /// Minimum database size for the backup.
+    pub backup_bytes: u64,
+    /// Content bytes of each event in the backup store.
+    pub backup_event_bytes: usize,
+    /// Time after which a workload stops early and reports what it did.
+    pub cap: Duration,
+}
+
+impl Sizes {
+    fn full(scale: f64) -> Sizes {
+        let n = |x: usize| ((x as f64 * scale).round() as usize).max(1);
+        Sizes {
+            single: n(20_000),
+            batched: n(500),
+            memory_single: n(10_000),
+            memory_batched: n(500),
+            read_pool: n(100_000),
+            reads: n(500_000),
+            list_session: 10_000,
+            list_passes: n(100),
+            backup_bytes: (256.0 * scale * (1u64 << 20) as f64) as u64,
+            backup_event_bytes: 1_000,
+            cap: Duration::from_secs_f64(10.0 * scale),
+        }
+    }
+
+    fn smoke() -> Sizes {
+        Sizes {
+            single: 20,
+            batched: 3,
+            memory_single: 20,
+            memory_batched: 3,
+            read_pool: 2_000,
+            reads: 2_000,
+            list_session: 2_000,
+            list_passes: 2,
+            backup_bytes: 2 << 20,
+            backup_event_bytes: 1_000,
+            cap: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One side's result in one row.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    /// Operations per second, or seconds per GB for the backup.
+    value: f64,
+    /// Extra detail shown beside the value.
+    note: Option<String>,
+}
+
+impl Cell {
+    /// Operations per second.
+    pub fn rate(m: Measure) -> Cell {
+        Cell {
+            value: m.rate(),
+            note: None,
+        }
+    }
+
+    /// Events per second, with the time per page of `pages`.
+    pub fn listing(m: Measure, pages: u64) -> Cell {
+        Cell {
+            value: m.rate(),
+            note: Some(format!("{:.3} ms/page", m.secs * 1e3 / pages.max(1) as f64)),
+        }
+    }
+
+    /// Seconds per GB (10^9 bytes) for a backup of `bytes` that took `secs`.
+    pub fn backup(secs: f64, bytes: u64) -> Cell {
+        Cell {
+            value: secs / (bytes.max(1) as f64 / 1e9),
+            note: Some(format!("{} MB in {secs:.2} s", bytes / 1_000_000)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Write,
+    Read,
+    Backup,
+}
+
+struct Row {
+    workload: String,
+    sync: &'static str,
+    unit: &'static str,
+    kind: Kind,
+    /// Minimum agentstore ÷ bare the issue sets for this row.
+    target_ratio: Option<f64>,
+    ours: Result<Cell, String>,
+    bare: Result<Cell, String>,
+}
+
+impl Row {
+    /// agentstore's speed as a fraction of the bare loop's.
+    fn ratio(&self) -> Option<f64> {
+        let (Ok(o), Ok(b)) = (&self.ours, &self.bare) else {
+            return None;
+        };
+        Some(match self.kind {
+            Kind::Backup => b.value / o.value,
+            Kind::Write | Kind::Read => o.value / b.value,
+        })
+    }
+
+    fn vs_reference(&self) -> Option<f64> {
+        let o = self.ours.as_ref().ok()?;
+        match self.kind {
+            Kind::Write => Some(o.value / REFERENCE_WRITES),
+            Kind::Read => Some(o.value / REFERENCE_READS),
+            Kind::Backup => None,
+        }
+    }
+}
+
+fn sync_name(d: Durability) -> &'static str {
+    match d {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    }
+}
+
+struct Args {
+    smoke: bool,
+    scale: f64,
+    repeat: Option<usize>,
+    out: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    raw: Vec<String>,
+}
+
+fn parse_args() -> Result<Option<Args>> {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut a = Args {
+        smoke: false,
+        scale: 1.0,
+        repeat: None,
+        out: None,
+        data_dir: None,
+        raw: raw.clone(),
+    };
+    let mut it = raw.into_iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--smoke" => a.smoke = true,
+            "--scale" => {
+                let v = value()?;
+                a.scale = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .with_context(|| format!("--scale must be a positive number: {v}"))?;
+            }
+            "--repeat" => {
+                let v = value()?;
+                a.repeat = Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .with_context(|| format!("--repeat must be a positive integer: {v}"))?,
+                );
+            }
+            "--out" => a.out = Some(value()?.into()),
+            "--data-dir" => a.data_dir = Some(value()?.into()),
+            "-h" | "--help" => return Ok(None),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if a.smoke && a.scale != 1.0 {
+        bail!("--scale has no effect with --smoke");
+    }
+    Ok(Some(a))
+}
+
+/// Runs one side of one workload in a fresh directory (removed afterwards), turning an
+/// error or a panic into the message shown in its cell.
+fn measure(
+    root: &Path,
+    label: &str,
+    f: &mut impl FnMut(&Path) -> Result<Cell>,
+) -> Result<Cell, String> {
+    eprint!("  {label} ... ");
+    let started = Instant::now();
+    let out = tempfile::Builder::new()
+        .prefix("agentstore-bench-")
+        .tempdir_in(root)
+        .map_err(|e| format!("temp dir in {}: {e}", root.display()))
+        .and_then(
+            |dir| match catch_unwind(AssertUnwindSafe(|| f(dir.path()))) {
+                Ok(Ok(c)) => Ok(c),
+                Ok(Err(e)) => Err(format!("{e:#}")),
+                Err(p) => Err(p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .map_or_else(|| "panic".into(), |m| format!("panic: {m}"))),
+            },
+        );
+    match &out {
+        Ok(_) => eprintln!("{:.1} s", started.elapsed().as_secs_f64()),
+        Err(e) => eprintln!("failed: {e}"),
+    }
+    out
+}
+
+/// Where and how often each side of a row runs.
+struct Runner<'a> {
+    root: &'a Path,
+    repeat: usize,
+}
+
+impl Runner<'_> {
+    /// Runs agentstore and the bare loop alternately `repeat` times and keeps each side's
+    /// median: other load on the machine then hits both sides alike rather than whichever
+    /// ran during it. A side stops at its first failure and reports it.
+    fn pair(
+        &self,
+        mut ours: impl FnMut(&Path) -> Result<Cell>,
+        mut bare: impl FnMut(&Path) -> Result<Cell>,
+    ) -> (Result<Cell, String>, Result<Cell, String>) {
+        let mut o: Result<Vec<Cell>, String> = Ok(Vec::new());
+        let mut b: Result<Vec<Cell>, String> = Ok(Vec::new());
+        for _ in 0..self.repeat.max(1) {
+            if let Ok(v) = &mut o {
+                match measure(self.root, "agentstore", &mut ours) {
+                    Ok(c) => v.push(c),
+                    Err(e) => o = Err(e),
+                }
+            }
+            if let Ok(v) = &mut b {
+                match measure(self.root, "bare rusqlite", &mut bare) {
+                    Ok(c) => v.push(c),
+                    Err(e) => b = Err(e),
+                }
+            }
+        }
+        (o.map(median), b.map(median))
+    }
+}
+
+fn median(mut cells: Vec<Cell>) -> Cell {
+    cells.sort_by(|a, b| a.value.total_cmp(&b.value));
+    cells.swap_remove(cells.len() / 2)
+}
+
+fn run(sizes: &Sizes, runner: &Runner<'_>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let rng = |k: u64| StdRng::seed_from_u64(SEED + k);
+    let durabilities = [Durability::Full, Durability::Normal];
+
+    let appends = [
+        ("event append, single (1 per txn)", 1, sizes.single, None),
+        (
+            "event append, batched (1,000 per txn)",
+            1000,
+            sizes.batched,
+            Some(0.5),
+        ),
+    ];
+    for (name, batch, iters, target_ratio) in appends {
+        for d in durabilities {
+            eprintln!("{name}, synchronous={}", sync_name(d));
+            let (ours, bare) = runner.pair(
+                |p| workloads::event_append(p, d, batch, iters, sizes),
+                |p| bare::event_append(p, d, batch, iters, sizes),
+            );
+            rows.push(Row {
+                workload: name.into(),
+                sync: sync_name(d),
+                unit: "events/s",
+                kind: Kind::Write,
+                target_ratio,
+                ours,
+                bare,
+            });
+        }
+    }
+
+    let upserts = [
+        (
+            "memory upsert by key, single (remember)",
+            1,
+            sizes.memory_single,
+        ),
+        (
+            "memory upsert by key, batched (remember_many of 100)",
+            100,
+            sizes.memory_batched,
+        ),
+    ];
+    for (k, (name, batch, iters)) in (1..).zip(upserts) {
+        for d in durabilities {
+            eprintln!("{name}, synchronous={}", sync_name(d));
+            // Both sides draw the same keys.
+            let (ours, bare) = runner.pair(
+                |p| workloads::memory_upsert(p, d, batch, iters, sizes, &mut rng(k)),
+                |p| bare::memory_upsert(p, d, batch, iters, sizes, &mut rng(k)),
+            );
+            rows.push(Row {
+                workload: name.into(),
+                sync: sync_name(d),
+                unit: "upserts/s",
+                kind: Kind::Write,
+                target_ratio: None,
+                ours,
+                bare,
+            });
+        }
+    }
+
+    eprintln!("point reads");
+    let (ours, bare) = runner.pair(
+        |p| workloads::point_reads(p, sizes, &mut rng(10)),
+        |p| bare::point_reads(p, sizes, &mut rng(10)),
+    );
+    rows.push(Row {
+        workload: format!(
+            "point read: get_event by random id ({} events)",
+            thousands((sizes.read_pool.div_ceil(1000) * 1000) as u64)
+        ),
+        sync: "—",
+        unit: "reads/s",
+        kind: Kind::Read,
+        target_ratio: None,
+        ours,
+        bare,
+    });
+
+    eprintln!("list a session");
+    let (ours, bare) = runner.pair(
+        |p| workloads::list_session(p, sizes),
+        |p| bare::list_session(p, sizes),
+    );
+    rows.push(Row {
+        workload: format!(
+            "list a session's events, pages of 100 ({} events)",
+            thousands((sizes.list_session.div_ceil(1000) * 1000) as u64)
+        ),
+        sync: "—",
+        unit: "events/s",
+        kind: Kind::Read,
+        target_ratio: None,
+        ours,
+        bare,
+    });
+
+    eprintln!("backup");
+    // The bare database is grown to the size agentstore's reached.
+    let built = std::cell::Cell::new(sizes.backup_bytes);
+    let (ours, bare) = runner.pair(
+        |p| {
+            workloads::backup(p, sizes).map(|(cell, size)| {
+                built.set(size);
+                cell
+            })
+        },
+        |p| bare::backup(p, sizes, built.get()),
+    );
+    rows.push(Row {
+        workload: format!("backup (store of ≥ {} MiB)", sizes.backup_bytes >> 20),
+        sync: "—",
+        unit: "s/GB",
+        kind: Kind::Backup,
+        target_ratio: None,
+        ours,
+        bare,
+    });
+    rows
+}
+
+/// An integer with thousands separators.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Thousands separators for rates, a few significant digits for small values.
+fn num(v: f64) -> String {
+    if !v.is_finite() {
+        "—".into()
+    } else if v >= 100.0 {
+        thousands(v.round() as u64)
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn cell_text(c: &Result<Cell, String>, unit: &str) -> String {
+    match c {
+        Ok(c) => {
+            let mut s = format!("{} {unit}", num(c.value));
+            if let Some(n) = &c.note {
+                let _ = write!(s, " ({n})");
+            }
+            s
+        }
+        Err(e) => {
+            let first = e.lines().next().unwrap_or("");
+            let short: String = first.chars().take(90).collect();
+            format!("n/a (error: {})", short.replace('|', "/"))
+        }
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut t = String::from(
+        "| workload | synchronous | agentstore | bare rusqlite (ceiling) | agentstore ÷ bare | vs reference |\n\
+         |---|---|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let ratio = r
+            .ratio()
+            .map_or("—".into(), |x| format!("{:.0}%", x * 100.0));
+        let vs = r
+            .vs_reference()
+            .map_or("—".into(), |x| format!("{}×", num(x)));
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.workload,
+            r.sync,
+            cell_text(&r.ours, r.unit),
+            cell_text(&r.bare, r.unit),
+            ratio,
+            vs
+        );
+    }
+    t
+}
+
+fn targets(rows: &[Row]) -> String {
+    let mut t = String::new();
+    for r in rows {
+        if let Some(min) = r.target_ratio {
+            let line = match r.ratio() {
+                Some(x) => format!(
+                    "{:.0}% of the bare loop (target ≥ {:.0}%): {}",
+                    x * 100.0,
+                    min * 100.0,
+                    if x >= min { "met" } else { "NOT met" }
+                ),
+                None => "not measured".into(),
+            };
+            let _ = writeln!(t, "- {}, synchronous={}: {line}", r.workload, r.sync);
+        }
+    }
+    let (mut met, mut missed) = (Vec::new(), Vec::new());
+    for r in rows {
+        if let Some(x) = r.vs_reference() {
+            let name = format!("{} ({}, {}×)", r.workload, r.sync, num(x));
+            if x >= 100.0 { &mut met } else { &mut missed }.push(name);
+        }
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join("; ")
+        }
+    };
+    let _ = writeln!(
+        t,
+        "- ≥ 100× reference 002's 1,000 writes/s and 5,000 reads/s: met by {}\n\
+         - below 100× the reference: {}",
+        list(&met),
+        list(&missed)
+    );
+    t
+}
+
+/// The workspace this binary was built from (the bench crate sits two levels down).
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn machine(data_root: &Path) -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let mem = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+        .map_or_else(
+            || "unknown".into(),
+            |kb| format!("{:.1} GiB", kb as f64 / 1_048_576.0),
+        );
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
+    let ws = workspace_root().to_string_lossy().into_owned();
+    let commit = command_output("git", &["-C", &ws, "rev-parse", "--short", "HEAD"]).map_or_else(
+        || "unknown".into(),
+        |c| {
+            let dirty = command_output("git", &["-C", &ws, "status", "--porcelain"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{c} with uncommitted changes")
+            } else {
+                c
+            }
+        },
+    );
+    let rustc = command_output("rustc", &["--version"]).unwrap_or_else(|| "unknown".into());
+    let profile = if cfg!(debug_assertions) {
+        "debug (numbers not meaningful)"
+    } else {
+        "release"
+    };
+    format!(
+        "- date: {}\n- machine: {nproc} CPUs ({cpu}), {mem} RAM, Linux {kernel}\n\
+         - stores in: {}\n- build: {profile}, {rustc}\n- commit: {commit}\n- SQLite: {}\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        data_root.display(),
+        rusqlite::version(),
+    )
+}
+
+fn report(args: &Args, sizes: &Sizes, runner: &Runner<'_>, rows: &[Row], took: Duration) -> String {
+    let mut cmd = String::from(if cfg!(debug_assertions) {
+        "cargo run -p agentstore-bench"
+    } else {
+        "cargo run --release -p agentstore-bench"
+    });
+    if !args.raw.is_empty() {
+        cmd.push_str(" -- ");
+        cmd.push_str(&args.raw.join(" "));
+    }
+    format!(
+        "# Foundation benchmark\n\n\
+         Reproduce with:\n\n```sh\n{cmd}\n```\n\n\
+         {}\n\
+         Sizes: {} single appends, {} batches of 1,000 events, {} single and {} batches of 100 \
+         memory upserts, {} point reads, {} passes over the listed session; each measurement \
+         stops early after {:.0} s. Each side ran {} time(s), alternating with the other; \
+         the table shows the median. Total run time {:.0} s.\n\n\
+         {}\n## Targets\n\n{}\n\
+         Ratios are agentstore's speed as a share of the bare loop's (for the backup, the bare \
+         loop's seconds per GB over agentstore's). \"vs reference\" divides agentstore's rate \
+         by the top of the range reference 002 quotes (1,000 writes/s, 5,000 reads/s). \
+         bench/README.md explains each row.\n",
+        machine(runner.root),
+        thousands(sizes.single as u64),
+        thousands(sizes.batched as u64),
+        thousands(sizes.memory_single as u64),
+        thousands(sizes.memory_batched as u64),
+        thousands(sizes.reads as u64),
+        thousands(sizes.list_passes as u64),
+        sizes.cap.as_secs_f64(),
+        runner.repeat,
+        took.as_secs_f64(),
+        table(rows),
+        targets(rows),
+    )
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("agentstore-bench: {e:#}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let sizes = if args.smoke {
+        Sizes::smoke()
+    } else {
+        Sizes::full(args.scale)
+    };
+    let data_root = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if let Err(e) = std::fs::create_dir_all(&data_root) {
+        eprintln!(
+            "agentstore-bench: cannot create {}: {e}",
+            data_root.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let out = args.out.clone().unwrap_or_else(|| {
+        if args.smoke {
+            std::env::temp_dir().join(format!("agentstore-bench-smoke-{}.md", std::process::id()))
+        } else {
+            workspace_root().join("bench/results/foundation.md")
+        }
+    });
+
+    let started = Instant::now();
+    let runner = Runner {
+        root: &data_root,
+        // One pass checks that the workloads run; three give a median for the report.
+        repeat: args.repeat.unwrap_or(if args.smoke { 1 } else { 3 }),
+    };
+    let rows = run(&sizes, &runner);
+    let text = report(&args, &sizes, &runner, &rows, started.elapsed());
+    println!("\n{}", table(&rows));
+    print!("{}", targets(&rows));
+    let written = out
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&out, &text));
+    if let Err(e) = written {
+        eprintln!("agentstore-bench: cannot write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("\nwrote {}", out.display());
+
+    let failed = rows
+        .iter()
+        .flat_map(|r| [&r.ours, &r.bare])
+        .filter(|c| c.is_err())
+        .count();
+    if failed > 0 {
+        eprintln!("agentstore-bench: {failed} measurements failed (shown as n/a)");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -68,8 +68,13 @@ impl DataDir {
             ))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let secret: [u8; 32] = rand::random();
-                write_private(&path, &secret)?;
-                Ok(secret.to_vec())
+                if write_private_new(&path, &secret)? {
+                    Ok(secret.to_vec())
+                } else {
+                    // Another process created the store at the same moment and won:
+                    // everyone must use its secret, or subject hashes would disagree.
+                    self.subject_secret(false)
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Config(format!(
                 "{} is missing; subjects' id hashes cannot be computed without it",
@@ -80,21 +85,33 @@ impl DataDir {
     }
 }
 
-/// Writes a file readable only by its owner, atomically (temp file + rename).
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Creates `path` readable only by its owner, complete or not at all: the bytes go to a
+/// temp file unique to this call, which is then hard-linked to `path`. The link fails if
+/// `path` exists, so of several processes creating a store at once exactly one wins.
+/// Returns false when another process's file was there first.
+fn write_private_new(path: &Path, bytes: &[u8]) -> Result<bool> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    let tmp = path.with_extension(format!("tmp.{}.{:016x}", std::process::id(), rand::random::<u64>()));
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let result = (|| {
+        let mut f = opts.open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    })();
+    // Best effort: a leftover temp file is harmless and the result above is what counts.
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 /// How hard a commit works to survive a power cut.

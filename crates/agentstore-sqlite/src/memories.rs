@@ -237,7 +237,15 @@ fn update_in_place(
 /// find two versions valid at once.
 fn supersede(tx: &Connection, scope: &Scope, old: Memory, m: &Memory) -> Result<UpsertOutcome> {
     require_new_id(tx, m)?;
-    let closed_at = m.valid_from.max(old.valid_from);
+    // Versions of a key form one chain in commit order. The engine stamps `valid_from`
+    // before the write lock is taken, so a writer that lost the race to another process
+    // can arrive with a start earlier than the version it now replaces; starting it where
+    // that version starts keeps the intervals ordered and disjoint, and `history` (ordered
+    // by valid_from) then lists versions in the order they became current.
+    let mut m = m.clone();
+    m.valid_from = m.valid_from.max(old.valid_from);
+    let m = &m;
+    let closed_at = m.valid_from;
     tx.prepare_cached(
         "UPDATE memories SET valid_to = ?1, superseded_by = ?2, updated_at = ?3
          WHERE tenant_id = ?4 AND id = ?5",

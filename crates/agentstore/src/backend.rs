@@ -101,7 +101,9 @@ pub enum WriteOp {
     },
     /// Store a memory with the semantics of [`UpsertOutcome`]: with a key, the current
     /// version with that key in the namespace is updated in place (same content hash) or
-    /// superseded (new content); without a key, a current, unexpired memory with the same
+    /// superseded (new content: the old version's `valid_to` and the new one's
+    /// `valid_from` become the later of the two starts, so versions stay ordered and
+    /// disjoint in commit order); without a key, a current, unexpired memory with the same
     /// content hash in the namespace deduplicates it. Result: `Memory`.
     Remember(Memory),
     /// Delete a memory (every field, not just close it). Result: `None`.

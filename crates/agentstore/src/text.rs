@@ -242,7 +242,7 @@ mod tests {
                         prop_assert!(text[c.start..p.end].chars().count() <= overlap);
                     }
                 }
-                for b in c.start..c.end { covered[b] = true; }
+                covered[c.start..c.end].fill(true);
             }
             for (b, ch) in text.char_indices() {
                 if !ch.is_whitespace() {

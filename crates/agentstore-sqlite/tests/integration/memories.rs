@@ -277,8 +277,8 @@ fn versions_and_as_of_reads() {
     ));
     assert_eq!(at(None).unwrap(), "lives in Rome");
 
-    // A new version back-dated before the current one started leaves the old one an
-    // empty interval, so no time ever has two valid versions.
+    // A new version back-dated before the current one started begins where the current
+    // one began: versions stay in commit order and no time has two valid versions.
     let mut late = keyed("v-late", "backdated");
     late.valid_from = Some(t3);
     let late = created(t.store.remember(s, late).unwrap());
@@ -287,7 +287,15 @@ fn versions_and_as_of_reads() {
     let early = t.store.remember(s, early).unwrap().id().to_owned();
     let closed = t.store.get_memory(s, &late).unwrap();
     assert_eq!(closed.valid_to, Some(t3));
-    for when in [t1, t2, t3, now()] {
+    assert_eq!(t.store.get_memory(s, &early).unwrap().valid_from, t3);
+    for when in [t1, t2] {
+        let err = t
+            .store
+            .get_memory_by_key(s, &Namespace::root(), "backdated", Some(when))
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found");
+    }
+    for when in [t3, now()] {
         assert_eq!(
             t.store
                 .get_memory_by_key(s, &Namespace::root(), "backdated", Some(when))
@@ -296,6 +304,14 @@ fn versions_and_as_of_reads() {
             early
         );
     }
+    let history = t
+        .store
+        .memory_history(s, &Namespace::root(), "backdated")
+        .unwrap();
+    assert_eq!(
+        history.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec![late.as_str(), early.as_str()]
+    );
 }
 
 #[test]

@@ -1,0 +1,275 @@
+//! The agentstore side of each workload, through the public `Store` API, and what both
+//! sides share: contents, the timed loop, sizes on disk.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use agentstore::backend::EventQuery;
+use agentstore::{NewEvent, NewMemory, NewSession, Scope, Store};
+use agentstore_sqlite::{Durability, OpenOptions};
+use anyhow::{Context, Result, ensure};
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use crate::{Cell, Sizes};
+
+/// Tenant both sides write under.
+pub const TENANT: &str = "bench";
+const SESSION: &str = "s1";
+
+/// Operations done and the time they took.
+#[derive(Clone, Copy, Debug)]
+pub struct Measure {
+    /// Operations (events, upserts, reads) completed.
+    pub ops: u64,
+    /// Seconds.
+    pub secs: f64,
+}
+
+impl Measure {
+    /// Operations per second.
+    pub fn rate(&self) -> f64 {
+        self.ops as f64 / self.secs.max(1e-9)
+    }
+}
+
+/// Calls `step` (which returns the operations it did) `iters` times, stopping early once
+/// `cap` has passed, so a slow disk bounds the run's length rather than its accuracy.
+pub fn run_loop(
+    iters: usize,
+    cap: Duration,
+    mut step: impl FnMut() -> Result<u64>,
+) -> Result<Measure> {
+    let started = Instant::now();
+    let mut ops = 0;
+    for _ in 0..iters {
+        ops += step()?;
+        if started.elapsed() >= cap {
+            break;
+        }
+    }
+    Ok(Measure {
+        ops,
+        secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A chat-message-sized event content (about 200 bytes), unique per `i`.
+pub fn event_content(i: u64) -> String {
+    format!(
+        "message {i}: the user asked the agent to summarise the quarterly report, compare \
+         it with last year's figures and draft a short note for the team with the three \
+         most important changes and a suggested next step."
+    )
+}
+
+/// An event content of `len` bytes for the backup store.
+pub fn backup_content(i: u64, len: usize) -> String {
+    let mut s = format!("event {i} ");
+    while s.len() < len {
+        s.push_str("lorem ipsum dolor sit amet ");
+    }
+    s.truncate(len);
+    s
+}
+
+/// A memory key out of a key space; drawing keys at random from a space half the size of
+/// the run mixes new keys with updates of existing ones.
+pub fn memory_key(i: usize) -> String {
+    format!("pref-{i}")
+}
+
+/// Memory content unique per upsert, so an existing key gets a new version.
+pub fn memory_content(i: u64, key: &str) -> String {
+    format!("{key} (revision {i}): prefers concise answers with code samples in Rust")
+}
+
+/// Microseconds since the epoch, as agentstore stores times.
+pub fn micros_now() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Bytes of a SQLite database and its WAL.
+pub fn db_bytes(db: &Path) -> Result<u64> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    Ok(size(db) + size(Path::new(&wal)))
+}
+
+fn open(dir: &Path, d: Durability) -> Result<(Store, Scope)> {
+    let store = agentstore_sqlite::open(&OpenOptions::new(dir.join("data")).create().durability(d))
+        .context("open the store")?;
+    store.create_tenant("bench", TENANT, "Benchmark")?;
+    let scope = Scope::new(TENANT, "bench");
+    store.create_session(
+        &scope,
+        NewSession {
+            id: Some(SESSION.into()),
+            ..NewSession::new("bench")
+        },
+    )?;
+    Ok((store, scope))
+}
+
+fn append(
+    store: &Store,
+    scope: &Scope,
+    batch: usize,
+    iters: usize,
+    cap: Duration,
+    content: impl Fn(u64) -> String,
+) -> Result<(Measure, Vec<String>)> {
+    let mut next = 0u64;
+    let mut ids = Vec::new();
+    let m = run_loop(iters, cap, || {
+        let written = if batch == 1 {
+            next += 1;
+            let e = NewEvent::message("user", content(next));
+            vec![store.append_event(scope, SESSION, e)?]
+        } else {
+            let events = (0..batch)
+                .map(|_| {
+                    next += 1;
+                    NewEvent::message("user", content(next))
+                })
+                .collect();
+            store.append_events(scope, SESSION, events)?
+        };
+        ensure!(
+            written.len() == batch
+                && written.windows(2).all(|w| w[1].seq == w[0].seq + 1)
+                && written.last().is_some_and(|e| e.seq == next as i64),
+            "append returned the wrong seqs"
+        );
+        ids.extend(written.into_iter().map(|e| e.id));
+        Ok(batch as u64)
+    })?;
+    Ok((m, ids))
+}
+
+/// Event appends, `batch` per call (`append_event` for 1, `append_events` otherwise).
+pub fn event_append(
+    dir: &Path,
+    d: Durability,
+    batch: usize,
+    iters: usize,
+    s: &Sizes,
+) -> Result<Cell> {
+    let (store, scope) = open(dir, d)?;
+    let (m, _) = append(&store, &scope, batch, iters, s.cap, event_content)?;
+    Ok(Cell::rate(m))
+}
+
+/// Memory upserts by key (`remember` for 1, `remember_many` otherwise).
+pub fn memory_upsert(
+    dir: &Path,
+    d: Durability,
+    batch: usize,
+    iters: usize,
+    s: &Sizes,
+    rng: &mut StdRng,
+) -> Result<Cell> {
+    let (store, scope) = open(dir, d)?;
+    let key_space = (iters * batch / 2).max(1);
+    let mut i = 0u64;
+    let m = run_loop(iters, s.cap, || {
+        let memories: Vec<NewMemory> = (0..batch)
+            .map(|_| {
+                i += 1;
+                let key = memory_key(rng.random_range(0..key_space));
+                NewMemory {
+                    key: Some(key.clone()),
+                    ..NewMemory::new(memory_content(i, &key))
+                }
+            })
+            .collect();
+        let done = if batch == 1 {
+            let m = memories.into_iter().next().context("one memory")?;
+            store.remember(&scope, m).map(|_| 1)?
+        } else {
+            store.remember_many(&scope, memories)?.len()
+        };
+        ensure!(done == batch, "{done} of {batch} upserts reported");
+        Ok(batch as u64)
+    })?;
+    Ok(Cell::rate(m))
+}
+
+/// Point reads of random events by id, through the pool of read connections.
+pub fn point_reads(dir: &Path, s: &Sizes, rng: &mut StdRng) -> Result<Cell> {
+    let (store, scope) = open(dir, Durability::Normal)?;
+    let (_, ids) = append(
+        &store,
+        &scope,
+        1000,
+        s.read_pool.div_ceil(1000),
+        Duration::MAX,
+        event_content,
+    )?;
+    let m = run_loop(s.reads, s.cap, || {
+        let id = &ids[rng.random_range(0..ids.len())];
+        let e = store.get_event(&scope, id)?;
+        ensure!(&e.id == id, "asked for {id}, got {}", e.id);
+        Ok(1)
+    })?;
+    Ok(Cell::rate(m))
+}
+
+/// Pages of 100 over one session, start to end, several times.
+pub fn list_session(dir: &Path, s: &Sizes) -> Result<Cell> {
+    let (store, scope) = open(dir, Durability::Normal)?;
+    let batches = s.list_session.div_ceil(1000);
+    append(&store, &scope, 1000, batches, Duration::MAX, event_content)?;
+    let total = batches * 1000;
+    let mut pages = 0u64;
+    let m = run_loop(s.list_passes, s.cap, || {
+        let mut after = None;
+        let mut seen = 0;
+        loop {
+            let page = store.list_events(
+                &scope,
+                EventQuery {
+                    session_id: SESSION.into(),
+                    after_seq: after,
+                    limit: 100,
+                    ..Default::default()
+                },
+            )?;
+            pages += 1;
+            seen += page.items.len();
+            match page.items.last() {
+                Some(last) if page.items.len() == 100 => after = Some(last.seq),
+                _ => break,
+            }
+        }
+        ensure!(seen == total, "listed {seen} of {total} events");
+        Ok(seen as u64)
+    })?;
+    Ok(Cell::listing(m, pages))
+}
+
+/// Builds a store of at least `s.backup_bytes` by batched appends, then times
+/// `Store::backup`. Returns the cell and the database size, which the bare side matches.
+pub fn backup(dir: &Path, s: &Sizes) -> Result<(Cell, u64)> {
+    let (store, scope) = open(dir, Durability::Normal)?;
+    let db = dir.join("data").join("agentstore.db");
+    let mut next = 0u64;
+    while db_bytes(&db)? < s.backup_bytes {
+        let events = (0..1000)
+            .map(|_| {
+                next += 1;
+                NewEvent::message("user", backup_content(next, s.backup_event_bytes))
+            })
+            .collect();
+        store.append_events(&scope, SESSION, events)?;
+    }
+    let size = db_bytes(&db)?;
+    let out = dir.join("backup");
+    let started = Instant::now();
+    let manifest = store.backup(&out)?;
+    let secs = started.elapsed().as_secs_f64();
+    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    ensure!(bytes > 0, "the backup manifest lists no bytes");
+    Ok((Cell::backup(secs, bytes), size))
+}

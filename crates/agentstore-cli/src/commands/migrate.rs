@@ -1,0 +1,121 @@
+//! `migrate status|up|down` on a plain connection to the database file.
+//!
+//! These cannot go through `agentstore_sqlite::open`: it refuses a database with pending
+//! or unknown migrations, which is exactly the state these commands exist to inspect and
+//! fix.
+
+use std::time::Duration;
+
+use agentstore::Error;
+use agentstore_sqlite::migrate;
+use rusqlite::{Connection, OpenFlags};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::output::{Outcome, Table, or_dash};
+
+/// Same wait as the store's default busy timeout: a running writer finishes its
+/// transaction, then the migration proceeds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn connect(cfg: &Config) -> agentstore::Result<Connection> {
+    let path = agentstore_sqlite::DataDir::new(&cfg.data_dir).db_path();
+    if !path.exists() {
+        return Err(Error::Config(format!(
+            "no agentstore database at {}; run `agentstore init` first",
+            path.display()
+        )));
+    }
+    let db = |e: rusqlite::Error| Error::Database(Box::new(e));
+    // No CREATE flag: a mistyped --data-dir must not leave an empty database behind.
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(db)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+    Ok(conn)
+}
+
+pub fn status(cfg: &Config) -> anyhow::Result<Outcome> {
+    let st = migrate::status(&connect(cfg)?)?;
+    let mut t = Table::new(&["VERSION", "NAME", "STATE", "APPLIED AT"]);
+    for m in &st.migrations {
+        t.row(vec![
+            m.version.to_string(),
+            m.name.clone(),
+            m.state.clone(),
+            or_dash(m.applied_at.as_deref()),
+        ]);
+    }
+    let pending = st
+        .migrations
+        .iter()
+        .filter(|m| m.state == "pending")
+        .count();
+    let summary = if pending == 0 {
+        format!("schema version {} (up to date)", st.current)
+    } else {
+        format!(
+            "schema version {}, {pending} pending (this binary knows up to {}); run `agentstore migrate up`",
+            st.current, st.latest
+        )
+    };
+    Outcome::new(&st, format!("{}\n{summary}\n", t.render()))
+}
+
+pub fn up(cfg: &Config, to: Option<i64>) -> anyhow::Result<Outcome> {
+    let mut conn = connect(cfg)?;
+    let applied = migrate::up(&mut conn, to)?;
+    let current = migrate::status(&conn)?.current;
+    let text = if applied.is_empty() {
+        format!("nothing to apply; schema version {current}\n")
+    } else {
+        format!(
+            "applied {}; schema version {current}\n",
+            list_versions(&applied)
+        )
+    };
+    Outcome::new(json!({ "applied": applied, "current": current }), text)
+}
+
+pub fn down(cfg: &Config, to: Option<i64>, force: bool) -> anyhow::Result<Outcome> {
+    let mut conn = connect(cfg)?;
+    let current = migrate::status(&conn)?.current;
+    let target = to.unwrap_or((current - 1).max(0));
+    if target < 1 && current >= 1 && !force {
+        return Err(Error::invalid(
+            "to",
+            "rolling back migration 1 drops every table and all data; pass --force to do it",
+        )
+        .into());
+    }
+    let rolled_back = migrate::down(&mut conn, Some(target))?;
+    let current = migrate::status(&conn)?.current;
+    let text = if rolled_back.is_empty() {
+        format!("nothing to roll back; schema version {current}\n")
+    } else {
+        format!(
+            "rolled back {}; schema version {current}\n",
+            list_versions(&rolled_back)
+        )
+    };
+    Outcome::new(
+        json!({ "rolled_back": rolled_back, "current": current }),
+        text,
+    )
+}
+
+fn list_versions(v: &[i64]) -> String {
+    let names: Vec<String> = v
+        .iter()
+        .map(|n| {
+            let name = migrate::MIGRATIONS
+                .iter()
+                .find(|m| m.version == *n)
+                .map_or("?", |m| m.name);
+            format!("{n} ({name})")
+        })
+        .collect();
+    names.join(", ")
+}

@@ -1,0 +1,370 @@
+//! Raw arguments resolved into what the commands run with (ripgrep's `HiArgs`).
+//!
+//! Every value the user typed is checked here, before the store is opened: a bad
+//! namespace, time, limit or tenant id becomes an `agentstore::Error::InvalidInput`
+//! (exit code 2) and nothing is touched.
+
+use std::path::PathBuf;
+
+use agentstore::backend::{EventQuery, MemoryQuery, SessionQuery};
+use agentstore::codec::validate_id;
+use agentstore::{Error, Namespace, NewEvent, NewMemory, NewSession, Result, Scope, Timestamp};
+use agentstore_sqlite::Durability;
+
+use crate::args::{
+    DurabilityArg, EventAction, MemoryAction, MigrateAction, RawArgs, RawCommand, SessionAction,
+};
+
+/// Largest page the engine serves in one call.
+const MAX_LIMIT: usize = 1000;
+
+/// Everything a command needs, validated.
+#[derive(Debug)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Machine output.
+    pub json: bool,
+    /// Tenant.
+    pub tenant: String,
+    /// Audit actor.
+    pub actor: String,
+    /// Commit durability.
+    pub durability: Durability,
+    /// What to do.
+    pub command: Command,
+}
+
+/// Where `import` reads from.
+#[derive(Debug)]
+pub enum Input {
+    /// Standard input.
+    Stdin,
+    /// A file.
+    File(PathBuf),
+}
+
+/// A resolved subcommand, carrying library request types where one exists.
+#[derive(Debug)]
+pub enum Command {
+    Init,
+    MigrateStatus,
+    MigrateUp {
+        to: Option<i64>,
+    },
+    MigrateDown {
+        to: Option<i64>,
+        force: bool,
+    },
+    Import(Input),
+    Export {
+        out: Option<PathBuf>,
+    },
+    Backup {
+        dir: PathBuf,
+    },
+    Restore {
+        dir: PathBuf,
+        force: bool,
+    },
+    Verify {
+        backup: Option<PathBuf>,
+    },
+    Stats,
+    Maintenance {
+        vacuum: bool,
+    },
+    Tenants,
+    Sessions(SessionQuery),
+    Events(EventQuery),
+    Memories(MemoryQuery),
+    MemoryGet {
+        id: String,
+    },
+    MemoryKey {
+        namespace: Namespace,
+        key: String,
+        as_of: Option<Timestamp>,
+    },
+    Audit {
+        limit: usize,
+        after: Option<i64>,
+        all_tenants: bool,
+    },
+    Remember(Box<NewMemory>),
+    SessionCreate(Box<NewSession>),
+    EventAppend {
+        session_id: String,
+        event: Box<NewEvent>,
+    },
+}
+
+impl Command {
+    /// The subcommand as typed, recorded in the audit context of every write.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Init => "init",
+            Command::MigrateStatus => "migrate status",
+            Command::MigrateUp { .. } => "migrate up",
+            Command::MigrateDown { .. } => "migrate down",
+            Command::Import(_) => "import",
+            Command::Export { .. } => "export",
+            Command::Backup { .. } => "backup",
+            Command::Restore { .. } => "restore",
+            Command::Verify { .. } => "verify",
+            Command::Stats => "stats",
+            Command::Maintenance { .. } => "maintenance",
+            Command::Tenants => "tenants",
+            Command::Sessions(_) => "sessions",
+            Command::Events(_) => "events",
+            Command::Memories(_) => "memories",
+            Command::MemoryGet { .. } => "memory get",
+            Command::MemoryKey { .. } => "memory key",
+            Command::Audit { .. } => "audit",
+            Command::Remember(_) => "remember",
+            Command::SessionCreate(_) => "session create",
+            Command::EventAppend { .. } => "event append",
+        }
+    }
+}
+
+impl Config {
+    /// Validates raw arguments. `user` is `$USER`, passed in so the default actor is
+    /// decided in one visible place.
+    pub fn resolve(raw: RawArgs, user: Option<String>) -> Result<Config> {
+        validate_id("tenant", &raw.tenant)?;
+        let actor = match raw.actor {
+            Some(a) => {
+                if a.trim().is_empty() || a.chars().any(char::is_control) {
+                    return Err(Error::invalid(
+                        "actor",
+                        "must be non-empty text without control characters",
+                    ));
+                }
+                a
+            }
+            None => match user.filter(|u| !u.is_empty()) {
+                Some(u) => format!("cli:{u}"),
+                None => "cli".to_owned(),
+            },
+        };
+        Ok(Config {
+            data_dir: raw.data_dir,
+            json: raw.json,
+            tenant: raw.tenant,
+            actor,
+            durability: match raw.durability {
+                DurabilityArg::Full => Durability::Full,
+                DurabilityArg::Normal => Durability::Normal,
+            },
+            command: resolve_command(raw.command)?,
+        })
+    }
+
+    /// The scope of this invocation's reads and writes; the context names the command
+    /// for the audit log.
+    pub fn scope(&self) -> Scope {
+        Scope::new(&self.tenant, &self.actor)
+            .with_context(serde_json::json!({ "command": self.command.name() }))
+    }
+}
+
+fn resolve_command(raw: RawCommand) -> Result<Command> {
+    Ok(match raw {
+        RawCommand::Init => Command::Init,
+        RawCommand::Migrate { action } => match action {
+            MigrateAction::Status => Command::MigrateStatus,
+            MigrateAction::Up { to } => Command::MigrateUp { to },
+            MigrateAction::Down { to, force } => Command::MigrateDown { to, force },
+        },
+        RawCommand::Import { file } => Command::Import(if file == "-" {
+            Input::Stdin
+        } else {
+            Input::File(file.into())
+        }),
+        RawCommand::Export { out } => Command::Export { out },
+        RawCommand::Backup { dir } => Command::Backup { dir },
+        RawCommand::Restore { dir, force } => Command::Restore { dir, force },
+        RawCommand::Verify { backup } => Command::Verify { backup },
+        RawCommand::Stats => Command::Stats,
+        RawCommand::Maintenance { no_vacuum } => Command::Maintenance { vacuum: !no_vacuum },
+        RawCommand::Tenants => Command::Tenants,
+        RawCommand::Sessions { kind, limit } => Command::Sessions(SessionQuery {
+            kind,
+            limit: limit_of(limit)?,
+            ..Default::default()
+        }),
+        RawCommand::Events { session_id, limit } => {
+            validate_id("session_id", &session_id)?;
+            Command::Events(EventQuery {
+                session_id,
+                limit: limit_of(limit)?,
+                ..Default::default()
+            })
+        }
+        RawCommand::Memories {
+            namespace,
+            kind,
+            limit,
+        } => Command::Memories(MemoryQuery {
+            namespace_prefix: namespace
+                .as_deref()
+                .map(Namespace::parse_path)
+                .transpose()?,
+            kinds: kind,
+            limit: limit_of(limit)?,
+            ..Default::default()
+        }),
+        RawCommand::Memory { action } => match action {
+            MemoryAction::Get { id } => {
+                validate_id("id", &id)?;
+                Command::MemoryGet { id }
+            }
+            MemoryAction::Key {
+                namespace,
+                key,
+                as_of,
+            } => Command::MemoryKey {
+                namespace: Namespace::parse_path(&namespace)?,
+                key,
+                as_of: as_of.as_deref().map(parse_time).transpose()?,
+            },
+        },
+        RawCommand::Audit {
+            limit,
+            after,
+            all_tenants,
+        } => Command::Audit {
+            limit: limit_of(limit)?,
+            after,
+            all_tenants,
+        },
+        RawCommand::Remember {
+            content,
+            key,
+            namespace,
+            kind,
+        } => {
+            let mut m = NewMemory::new(content);
+            m.key = key;
+            if let Some(ns) = namespace {
+                m.namespace = Namespace::parse_path(&ns)?;
+            }
+            if let Some(k) = kind {
+                m.kind = k;
+            }
+            Command::Remember(Box::new(m))
+        }
+        RawCommand::Session {
+            action: SessionAction::Create { kind, title },
+        } => {
+            let mut s = NewSession::new(kind);
+            s.title = title;
+            Command::SessionCreate(Box::new(s))
+        }
+        RawCommand::Event {
+            action:
+                EventAction::Append {
+                    session_id,
+                    kind,
+                    role,
+                    content,
+                },
+        } => Command::EventAppend {
+            session_id,
+            event: Box::new(NewEvent {
+                kind,
+                role,
+                content: Some(content),
+                ..Default::default()
+            }),
+        },
+    })
+}
+
+fn limit_of(n: usize) -> Result<usize> {
+    if (1..=MAX_LIMIT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(Error::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ))
+    }
+}
+
+fn parse_time(s: &str) -> Result<Timestamp> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| agentstore::time::truncate(t.to_utc()))
+        .map_err(|e| {
+            Error::invalid(
+                "as_of",
+                format!("'{s}' is not an RFC 3339 time such as 2025-01-31T12:00:00Z ({e})"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn resolve(args: &[&str]) -> Result<Config> {
+        let raw =
+            RawArgs::try_parse_from(std::iter::once("agentstore").chain(args.iter().copied()))
+                .expect("arguments parse");
+        Config::resolve(raw, Some("ada".into()))
+    }
+
+    #[test]
+    fn defaults_and_scope_context() {
+        let c = resolve(&["sessions"]).unwrap();
+        assert_eq!(c.actor, "cli:ada");
+        let scope = c.scope();
+        assert_eq!(scope.context["command"], "sessions");
+        let c = Config::resolve(
+            RawArgs::try_parse_from(["agentstore", "--tenant", "t1", "tenants"]).unwrap(),
+            None,
+        )
+        .unwrap();
+        assert_eq!((c.tenant.as_str(), c.actor.as_str()), ("t1", "cli"));
+    }
+
+    #[test]
+    fn values_are_checked_before_anything_runs() {
+        let code = |args: &[&str]| resolve(args).unwrap_err().code();
+        assert_eq!(code(&["--tenant", "a b", "tenants"]), "invalid_input");
+        assert_eq!(code(&["sessions", "--limit", "0"]), "invalid_input");
+        assert_eq!(code(&["memories", "--namespace", "a//b"]), "invalid_input");
+        assert_eq!(
+            code(&["memory", "key", "a", "k", "--as-of", "yesterday"]),
+            "invalid_input"
+        );
+        assert_eq!(code(&["--actor", " ", "tenants"]), "invalid_input");
+    }
+
+    #[test]
+    fn parses_namespaces_and_times() {
+        let c = resolve(&[
+            "memory",
+            "key",
+            "/",
+            "tz",
+            "--as-of",
+            "2025-03-01T10:00:00.1234567+01:00",
+        ])
+        .unwrap();
+        let Command::MemoryKey {
+            namespace, as_of, ..
+        } = c.command
+        else {
+            panic!("expected memory key, got {:?}", c.command);
+        };
+        assert_eq!(namespace, Namespace::root());
+        assert_eq!(
+            as_of.unwrap().to_rfc3339(),
+            "2025-03-01T09:00:00.123456+00:00"
+        );
+    }
+}

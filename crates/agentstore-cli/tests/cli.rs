@@ -1,0 +1,590 @@
+//! Runs the real `agentstore` binary against stores in temporary directories.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use agentstore::Record;
+use serde_json::Value;
+
+/// The binary, isolated from the caller's environment.
+fn cli(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_agentstore"));
+    c.env_remove("AGENTSTORE_DATA_DIR")
+        .env_remove("AGENTSTORE_TENANT")
+        .env_remove("AGENTSTORE_ACTOR")
+        .env("USER", "tester")
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(data: &Path, args: &[&str]) -> Output {
+    cli(data).args(args).output().expect("the binary runs")
+}
+
+fn describe(args: &[&str], o: &Output) -> String {
+    format!(
+        "agentstore {}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs a command that must succeed; returns its stdout.
+fn ok(data: &Path, args: &[&str]) -> String {
+    let o = run(data, args);
+    assert!(o.status.success(), "{}", describe(args, &o));
+    String::from_utf8(o.stdout).expect("utf-8 output")
+}
+
+/// Runs a command with `--json` that must succeed; returns the parsed document.
+fn json(data: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = ok(data, &all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{out}"))
+}
+
+/// Runs a command that must fail with `code`; returns (stderr, exit code).
+fn fails(data: &Path, args: &[&str], code: &str) -> (String, i32) {
+    let o = run(data, args);
+    assert!(!o.status.success(), "{}", describe(args, &o));
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        stderr.starts_with(&format!("error[{code}]: ")),
+        "{}",
+        describe(args, &o)
+    );
+    (stderr, o.status.code().expect("exit code"))
+}
+
+/// A store with a session of two events and a memory.
+fn populated(dir: &Path) -> (PathBuf, String) {
+    let data = dir.join("a");
+    ok(&data, &["init"]);
+    let session = json(
+        &data,
+        &[
+            "session",
+            "create",
+            "conversation",
+            "--title",
+            "support chat",
+        ],
+    );
+    let sid = session["id"].as_str().expect("session id").to_owned();
+    ok(
+        &data,
+        &[
+            "event", "append", &sid, "--kind", "message", "--role", "user", "hello",
+        ],
+    );
+    ok(
+        &data,
+        &[
+            "event",
+            "append",
+            &sid,
+            "--kind",
+            "message",
+            "--role",
+            "assistant",
+            "hi, how can I help?",
+        ],
+    );
+    ok(
+        &data,
+        &[
+            "remember",
+            "User's timezone is CET",
+            "--key",
+            "timezone",
+            "--kind",
+            "preference",
+            "--namespace",
+            "app/u1",
+        ],
+    );
+    (data, sid)
+}
+
+fn sample_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample/sample.jsonl")
+}
+
+#[test]
+fn init_writes_and_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("store");
+    let out = ok(&data, &["init"]);
+    assert!(out.contains("tenant    default (created)"), "{out}");
+    let again = json(&data, &["init"]);
+    assert_eq!(again["tenant_created"], false);
+    assert_eq!(again["schema_version"], 2);
+
+    let sid = ok(
+        &data,
+        &["session", "create", "task", "--title", "fix the build"],
+    );
+    let sid = sid.trim();
+    let ev = json(
+        &data,
+        &[
+            "event",
+            "append",
+            sid,
+            "--kind",
+            "message",
+            "--role",
+            "user",
+            "the build is red",
+        ],
+    );
+    assert_eq!(ev["seq"], 1);
+    let ev = json(
+        &data,
+        &[
+            "event",
+            "append",
+            sid,
+            "--kind",
+            "step",
+            "looking at CI logs",
+        ],
+    );
+    assert_eq!(ev["seq"], 2);
+
+    let listing = ok(&data, &["sessions"]);
+    assert!(
+        listing.contains(sid) && listing.contains("fix the build"),
+        "{listing}"
+    );
+    let page = json(&data, &["sessions", "--kind", "task", "--limit", "5"]);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(&data, &["sessions", "--kind", "episode"])["items"],
+        serde_json::json!([])
+    );
+
+    let events = json(&data, &["events", sid]);
+    let seqs: Vec<i64> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2]);
+    let text = ok(&data, &["events", sid, "--limit", "1"]);
+    assert!(
+        text.contains("the build is red") && text.contains("more with a higher --limit"),
+        "{text}"
+    );
+
+    // Every write records its subcommand and actor in the audit log.
+    let audit = json(&data, &["audit"]);
+    let entries = audit["items"].as_array().unwrap();
+    let commands: Vec<&str> = entries
+        .iter()
+        .map(|e| e["context"]["command"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        commands,
+        ["init", "session create", "event append", "event append"]
+    );
+    assert!(entries.iter().all(|e| e["actor"] == "cli:tester"));
+
+    let tenants = json(&data, &["--tenant", "other", "tenants"]);
+    assert_eq!(tenants.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn remember_memories_and_stats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = populated(tmp.path());
+    let out = ok(
+        &data,
+        &[
+            "remember",
+            "User's timezone is Europe/Lisbon",
+            "--key",
+            "timezone",
+            "--kind",
+            "preference",
+            "--namespace",
+            "app/u1",
+        ],
+    );
+    assert!(out.contains("superseding"), "{out}");
+    let dup = json(&data, &["remember", "The sky is blue"]);
+    assert_eq!(dup["outcome"], "created");
+    let again = json(&data, &["remember", "The sky is blue"]);
+    assert_eq!(again["outcome"], "deduplicated");
+
+    let prefs = json(
+        &data,
+        &["memories", "--kind", "preference", "--namespace", "app"],
+    );
+    let items = prefs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only the current version is listed");
+    assert_eq!(items[0]["content"], "User's timezone is Europe/Lisbon");
+    let current = json(&data, &["memory", "key", "app/u1", "timezone"]);
+    assert_eq!(current["id"], items[0]["id"]);
+    let by_id = ok(&data, &["memory", "get", current["id"].as_str().unwrap()]);
+    assert!(
+        by_id.contains("Europe/Lisbon") && by_id.contains("(current)"),
+        "{by_id}"
+    );
+
+    let stats = json(&data, &["stats"]);
+    let rows = |entity: &str| {
+        stats["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["entity"].as_str().is_some_and(|n| n.starts_with(entity)))
+            .unwrap_or_else(|| panic!("no {entity} in {stats}"))["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rows("tenant"), 1);
+    assert_eq!(rows("session"), 1);
+    assert_eq!(rows("event"), 2);
+    assert_eq!(rows("memor"), 3, "two versions of the key and one fact");
+    assert_eq!(stats["schema_version"], 2);
+    let text = ok(&data, &["stats"]);
+    assert!(
+        text.contains("ENTITY") && text.contains("agentstore.db"),
+        "{text}"
+    );
+}
+
+#[test]
+fn export_import_export_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _) = populated(tmp.path());
+    let first = tmp.path().join("first.jsonl");
+    let out = ok(&a, &["export", "--out", first.to_str().unwrap()]);
+    assert!(out.starts_with("exported "), "{out}");
+    let first_text = fs_err::read_to_string(&first).unwrap();
+    assert_eq!(
+        ok(&a, &["export"]),
+        first_text,
+        "stdout and --out write the same"
+    );
+
+    // Import creates the second store and brings the tenant, records and audit log along.
+    let b = tmp.path().join("b");
+    let report = json(&b, &["import", first.to_str().unwrap()]);
+    assert_eq!(report["created_store"], true);
+    assert_eq!(report["counts"]["session"], 1);
+    assert_eq!(report["counts"]["event"], 2);
+    assert_eq!(report["counts"]["tenant"], 1);
+
+    let second = tmp.path().join("second.jsonl");
+    ok(&b, &["export", "--out", second.to_str().unwrap()]);
+    let second_text = fs_err::read_to_string(&second).unwrap();
+    let (same, extra) = second_text.split_at(first_text.len());
+    assert_eq!(same, first_text);
+    let extra: Vec<&str> = extra.lines().collect();
+    assert_eq!(extra.len(), 1, "one line more: {extra:?}");
+    let line: Value = serde_json::from_str(extra[0]).unwrap();
+    assert_eq!(
+        (line["type"].as_str(), line["action"].as_str()),
+        (Some("audit"), Some("store.import"))
+    );
+    assert_eq!(line["context"]["command"], "import");
+
+    // A second import of the same records is refused and changes nothing.
+    let (_, code) = fails_any(&b, &["import", first.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert_eq!(ok(&b, &["export"]), second_text);
+
+    // From stdin, into a third store.
+    let c = tmp.path().join("c");
+    let mut child = cli(&c)
+        .args(["import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(first_text.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", describe(&["import", "-"], &o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("from stdin"));
+}
+
+/// A failing command with any error code; returns (stderr, exit code).
+fn fails_any(data: &Path, args: &[&str]) -> (String, i32) {
+    let o = run(data, args);
+    assert!(!o.status.success(), "{}", describe(args, &o));
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(stderr.starts_with("error["), "{}", describe(args, &o));
+    (stderr, o.status.code().unwrap())
+}
+
+#[test]
+fn a_rejected_import_leaves_no_store_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.jsonl");
+    fs_err::write(&bad, "{\"type\":\"tenant\",\"id\":\"t\",\"name\":\"T\",\"created_at\":\"2025-01-01T00:00:00Z\"}\nnot json\n").unwrap();
+    let data = tmp.path().join("new");
+    let (stderr, code) = fails(&data, &["import", bad.to_str().unwrap()], "import_error");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert_eq!(code, 2);
+    assert!(
+        !data.exists(),
+        "the store created for the import was removed"
+    );
+}
+
+#[test]
+fn backup_verify_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, sid) = populated(tmp.path());
+    let backup = tmp.path().join("backup");
+    let out = ok(&a, &["backup", backup.to_str().unwrap()]);
+    assert!(out.contains("agentstore.db"), "{out}");
+    assert!(backup.join("manifest.json").exists());
+
+    let out = ok(&a, &["verify", "--backup", backup.to_str().unwrap()]);
+    assert!(out.contains('✓') && !out.contains('✗'), "{out}");
+    let report = json(&a, &["verify"]);
+    assert_eq!(report["ok"], true);
+    assert!(!report["checks"].as_array().unwrap().is_empty());
+
+    let c = tmp.path().join("c");
+    let restored = json(&c, &["restore", backup.to_str().unwrap()]);
+    assert_eq!(restored["manifest"]["schema_version"], 2);
+    assert_eq!(ok(&c, &["export"]), ok(&a, &["export"]));
+    assert!(ok(&c, &["events", &sid]).contains("how can I help"));
+    // Restoring over an existing store needs --force.
+    fails_any(&c, &["restore", backup.to_str().unwrap()]);
+    ok(&c, &["restore", backup.to_str().unwrap(), "--force"]);
+
+    // A damaged backup fails verification with exit code 1.
+    let mut db = fs_err::OpenOptions::new()
+        .append(true)
+        .open(backup.join("agentstore.db"))
+        .unwrap();
+    db.write_all(b"tampered").unwrap();
+    drop(db);
+    let o = run(&a, &["verify", "--backup", backup.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        describe(&["verify", "--backup"], &o)
+    );
+}
+
+#[test]
+fn migrate_status_down_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = populated(tmp.path());
+    let st = json(&data, &["migrate", "status"]);
+    assert_eq!(
+        (st["current"].as_i64(), st["latest"].as_i64()),
+        (Some(2), Some(2))
+    );
+    assert!(
+        st["migrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "applied")
+    );
+
+    let down = json(&data, &["migrate", "down"]);
+    assert_eq!(down["rolled_back"], serde_json::json!([2]));
+    assert_eq!(down["current"], 1);
+    assert!(ok(&data, &["migrate", "status"]).contains("pending"));
+    // The store refuses to open with a pending migration; that is not the user's input
+    // being wrong, so the exit code is 1.
+    let (stderr, code) = fails(&data, &["sessions"], "schema_pending");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("agentstore migrate up"), "{stderr}");
+    // Dropping the core tables takes --force.
+    let (_, code) = fails(&data, &["migrate", "down", "--to", "0"], "invalid_input");
+    assert_eq!(code, 2);
+
+    let up = json(&data, &["migrate", "up"]);
+    assert_eq!(up["applied"], serde_json::json!([2]));
+    assert_eq!(
+        json(&data, &["sessions"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(ok(&data, &["migrate", "up"]).contains("nothing to apply"));
+}
+
+#[test]
+fn errors_have_stable_codes_and_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("s");
+    let (stderr, code) = fails(&data, &["sessions"], "config_error");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("agentstore init"), "{stderr}");
+
+    ok(&data, &["init"]);
+    let (stderr, code) = fails(&data, &["events", "no-such-session"], "not_found");
+    assert_eq!(
+        stderr.trim_end(),
+        "error[not_found]: session 'no-such-session' not found"
+    );
+    assert_eq!(code, 2);
+
+    let o = run(&data, &["--json", "events", "no-such-session"]);
+    assert_eq!(o.status.code(), Some(2));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["error"]["code"], "not_found");
+    assert_eq!(
+        doc["error"]["message"],
+        "session 'no-such-session' not found"
+    );
+    assert!(o.stderr.is_empty());
+
+    fails(&data, &["memories", "--namespace", "a//b"], "invalid_input");
+    fails(
+        &data,
+        &["memory", "key", "a", "k", "--as-of", "last tuesday"],
+        "invalid_input",
+    );
+    fails(&data, &["sessions", "--limit", "5000"], "invalid_input");
+    fails(&data, &["--tenant", "nobody", "remember", "x"], "not_found");
+
+    let o = run(&data, &["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&data, &["--json", "frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["error"]["code"], "usage");
+    assert!(run(&data, &["--help"]).status.success());
+}
+
+#[test]
+fn sample_is_in_canonical_export_form() {
+    let text = fs_err::read_to_string(sample_path()).unwrap();
+    for (i, line) in text.lines().enumerate() {
+        let rec: Record =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}\n{line}", i + 1));
+        assert_eq!(
+            serde_json::to_string(&rec).unwrap(),
+            line,
+            "line {} is not written as export writes it",
+            i + 1
+        );
+        match &rec {
+            Record::Memory(m) => assert_eq!(
+                m.content_hash,
+                agentstore::codec::sha256_hex(m.content.as_bytes()),
+                "line {}",
+                i + 1
+            ),
+            Record::Audit(_) => panic!("line {}: the sample has no audit records", i + 1),
+            _ => {}
+        }
+    }
+    // Chunks are exactly what the engine's chunker makes of each document.
+    let recs: Vec<Record> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for r in &recs {
+        let Record::Document(d) = r else { continue };
+        let expected = agentstore::text::chunk_text(
+            &d.content,
+            agentstore::text::ChunkOptions {
+                size: d.chunk_size as usize,
+                overlap: d.chunk_overlap as usize,
+            },
+        )
+        .unwrap();
+        let chunks: Vec<_> = recs
+            .iter()
+            .filter_map(|r| match r {
+                Record::Chunk(c) if c.document_id == d.id => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(chunks.len(), expected.len(), "chunks of {}", d.id);
+        for (c, e) in chunks.iter().zip(&expected) {
+            assert_eq!(
+                (c.start, c.end, &c.content),
+                (e.start as i64, e.end as i64, &e.text)
+            );
+        }
+    }
+}
+
+#[test]
+fn sample_imports_and_exports_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("demo");
+    let sample = sample_path();
+    let report = json(&data, &["import", sample.to_str().unwrap()]);
+    assert_eq!(report["counts"]["session"], 12);
+    assert_eq!(report["counts"]["memory"], 41);
+
+    let exported = ok(&data, &["export"]);
+    let without_audit: Vec<&str> = exported
+        .lines()
+        .filter(|l| !l.starts_with("{\"type\":\"audit\""))
+        .collect();
+    let original = fs_err::read_to_string(&sample).unwrap();
+    assert_eq!(without_audit, original.lines().collect::<Vec<_>>());
+
+    // As-of reads of the versioned key.
+    let args = |as_of: Option<&'static str>| {
+        let mut v = vec![
+            "--tenant",
+            "demo",
+            "memory",
+            "key",
+            "acme/users/u-ada",
+            "answer-style",
+        ];
+        if let Some(t) = as_of {
+            v.extend(["--as-of", t]);
+        }
+        v
+    };
+    assert_eq!(
+        json(&data, &args(Some("2025-03-07T00:00:00Z")))["id"],
+        "mem-ada-style-v1"
+    );
+    assert_eq!(json(&data, &args(None))["id"], "mem-ada-style-v2");
+    let prefs = json(
+        &data,
+        &[
+            "--tenant",
+            "demo",
+            "memories",
+            "--kind",
+            "preference",
+            "--limit",
+            "100",
+        ],
+    );
+    assert_eq!(
+        prefs["items"].as_array().unwrap().len(),
+        8,
+        "current preferences only"
+    );
+    let events = json(
+        &data,
+        &["--tenant", "demo", "events", "conv-01", "--limit", "5"],
+    );
+    assert_eq!(events["items"].as_array().unwrap().len(), 5);
+    assert!(events["next"].is_string());
+}
