@@ -6,7 +6,7 @@ use agentstore::time::now;
 use agentstore::{AuditEntry, Page, Result, Scope};
 use rusqlite::{Connection, Row};
 
-use crate::sql::{Filter, SqlResult, opt, parse_json, parse_json_opt, to_ts, ts};
+use crate::sql::{Filter, SqlResult, opt, page, parse_json, parse_json_opt, to_ts, ts};
 
 /// Appends one chained entry for `scope` inside the caller's transaction.
 pub(crate) fn append(tx: &Connection, scope: &Scope, draft: AuditDraft) -> Result<()> {
@@ -144,23 +144,13 @@ pub(crate) fn list(c: &Connection, q: &AuditQuery) -> Result<Page<AuditEntry>> {
     if let Some(s) = q.after_seq {
         f.cond("seq > ?", vec![Box::new(s)]);
     }
-    let limit = q.limit.max(1);
-    let sql = format!(
-        "SELECT {COLUMNS} FROM audit_log {} ORDER BY seq LIMIT {}",
-        f.where_sql(),
-        limit + 1
-    );
-    let mut st = c.prepare_cached(&sql).db()?;
-    let mut items = st
-        .query_map(f.param_refs().as_slice(), from_row)
-        .db()?
-        .map(|r| r.db().and_then(|x| x))
-        .collect::<Result<Vec<_>>>()?;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|e| e.seq.to_string())
-    } else {
-        None
-    };
-    Ok(Page { items, next })
+    page(
+        c,
+        &format!("SELECT {COLUMNS} FROM audit_log"),
+        &f,
+        "seq",
+        q.limit,
+        from_row,
+        |e| e.seq.to_string(),
+    )
 }

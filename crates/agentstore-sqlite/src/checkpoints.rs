@@ -15,7 +15,6 @@ use rusqlite::{Connection, Row, params};
 
 use crate::audit;
 use crate::sql::*;
-use crate::telemetry::require_scope_tenant;
 use crate::tenants::require_refs;
 
 pub(crate) const CHECKPOINT_COLUMNS: &str = "tenant_id, session_id, checkpoint_ns, id, parent_id, state_format, state, metadata, created_at";

@@ -91,7 +91,11 @@ impl DataDir {
 /// Returns false when another process's file was there first.
 fn write_private_new(path: &Path, bytes: &[u8]) -> Result<bool> {
     use std::io::Write;
-    let tmp = path.with_extension(format!("tmp.{}.{:016x}", std::process::id(), rand::random::<u64>()));
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

@@ -14,7 +14,6 @@ use agentstore::{
 use rusqlite::{Connection, Row, params};
 
 use crate::audit;
-use crate::memories::require_scope_tenant;
 use crate::sql::*;
 use crate::tenants::{require_refs, require_tenant};
 
@@ -389,28 +388,15 @@ pub(crate) fn list(c: &Connection, tenant: &str, q: &DocumentQuery) -> Result<Pa
             vec![Box::new(us), Box::new(id)],
         );
     }
-    let limit = q.limit.max(1);
-    let sql = format!(
-        "SELECT {DOCUMENT_COLUMNS} FROM documents {} ORDER BY created_at DESC, id DESC LIMIT {}",
-        f.where_sql(),
-        limit + 1
-    );
-    let mut items = c
-        .prepare_cached(&sql)
-        .db()?
-        .query_map(f.param_refs().as_slice(), document_row)
-        .db()?
-        .map(|r| r.db().and_then(|x| x))
-        .collect::<Result<Vec<_>>>()?;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items
-            .last()
-            .map(|d| encode_cursor(ts(&d.created_at), &d.id))
-    } else {
-        None
-    };
-    Ok(Page { items, next })
+    page(
+        c,
+        &format!("SELECT {DOCUMENT_COLUMNS} FROM documents"),
+        &f,
+        "created_at DESC, id DESC",
+        q.limit,
+        document_row,
+        |d| encode_cursor(ts(&d.created_at), &d.id),
+    )
 }
 
 pub(crate) fn list_chunks(c: &Connection, tenant: &str, document_id: &str) -> Result<Vec<Chunk>> {

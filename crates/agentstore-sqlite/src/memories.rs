@@ -132,22 +132,6 @@ pub(crate) fn insert_memory(tx: &Connection, m: &Memory) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a record built for another tenant than the scope's: the backend promises that
-/// a write stays inside the scope's tenant, also for raw `Store::write` callers.
-pub(crate) fn require_scope_tenant(scope: &Scope, tenant: &str) -> Result<()> {
-    if scope.tenant == tenant {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "tenant_id",
-            format!(
-                "record is for tenant '{tenant}' but the scope is '{}'",
-                scope.tenant
-            ),
-        ))
-    }
-}
-
 fn require_new_id(tx: &Connection, m: &Memory) -> Result<()> {
     if get(tx, &m.tenant_id, &m.id)?.is_some() {
         return Err(Error::AlreadyExists {
@@ -406,12 +390,7 @@ pub(crate) fn touch(
 // ------------------------------------------------------------------------- reads
 
 fn query_memories(c: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Memory>> {
-    c.prepare_cached(sql)
-        .db()?
-        .query_map(p, memory_row)
-        .db()?
-        .map(|r| r.db().and_then(|x| x))
-        .collect()
+    collect_rows(c, sql, p, memory_row)
 }
 
 pub(crate) fn get(c: &Connection, tenant: &str, id: &str) -> Result<Option<Memory>> {
@@ -672,18 +651,13 @@ pub(crate) fn list(
         MemoryOrder::Priority => "pinned DESC, priority DESC, created_at DESC, id DESC",
         MemoryOrder::Importance => "importance DESC, created_at DESC, id DESC",
     };
-    let limit = q.limit.max(1);
-    let sql = format!(
-        "SELECT {MEMORY_COLUMNS} FROM memories {} ORDER BY {order_by} LIMIT {}",
-        f.where_sql(),
-        limit + 1
-    );
-    let mut items = query_memories(c, &sql, f.param_refs().as_slice())?;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|m| Cursor::of(q.order, m))
-    } else {
-        None
-    };
-    Ok(Page { items, next })
+    page(
+        c,
+        &format!("SELECT {MEMORY_COLUMNS} FROM memories"),
+        &f,
+        order_by,
+        q.limit,
+        memory_row,
+        |m| Cursor::of(q.order, m),
+    )
 }

@@ -74,6 +74,7 @@ pub(crate) fn insert_session(tx: &Connection, s: &Session) -> Result<()> {
 }
 
 pub(crate) fn create_session(tx: &Connection, scope: &Scope, s: Session) -> Result<WriteResult> {
+    require_scope_tenant(scope, &s.tenant_id)?;
     require_tenant(tx, &s.tenant_id)?;
     if get_session(tx, &s.tenant_id, &s.id)?.is_some() {
         return Err(Error::AlreadyExists {
@@ -263,28 +264,15 @@ pub(crate) fn list_sessions(
             vec![Box::new(us), Box::new(us), Box::new(id)],
         );
     }
-    let limit = q.limit.max(1);
-    let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions {} ORDER BY started_at DESC, id DESC LIMIT {}",
-        f.where_sql(),
-        limit + 1
-    );
-    let mut items = c
-        .prepare_cached(&sql)
-        .db()?
-        .query_map(f.param_refs().as_slice(), session_row)
-        .db()?
-        .map(|r| r.db().and_then(|x| x))
-        .collect::<Result<Vec<_>>>()?;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items
-            .last()
-            .map(|s| encode_cursor(ts(&s.started_at), &s.id))
-    } else {
-        None
-    };
-    Ok(Page { items, next })
+    page(
+        c,
+        &format!("SELECT {SESSION_COLUMNS} FROM sessions"),
+        &f,
+        "started_at DESC, id DESC",
+        q.limit,
+        session_row,
+        |s| encode_cursor(ts(&s.started_at), &s.id),
+    )
 }
 
 // ------------------------------------------------------------------------- events
@@ -432,25 +420,16 @@ pub(crate) fn list_events(c: &Connection, tenant: &str, q: &EventQuery) -> Resul
                 .collect(),
         );
     }
-    let limit = q.limit.max(1);
-    let order = if q.descending { "DESC" } else { "ASC" };
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events {} ORDER BY seq {order} LIMIT {}",
-        f.where_sql(),
-        limit + 1
-    );
-    let mut items = c
-        .prepare_cached(&sql)
-        .db()?
-        .query_map(f.param_refs().as_slice(), event_row)
-        .db()?
-        .map(|r| r.db().and_then(|x| x))
-        .collect::<Result<Vec<_>>>()?;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|e| e.seq.to_string())
-    } else {
-        None
-    };
-    Ok(Page { items, next })
+    // A descending page continues with `before_seq` = the cursor, an ascending one with
+    // `after_seq`.
+    let order = if q.descending { "seq DESC" } else { "seq ASC" };
+    page(
+        c,
+        &format!("SELECT {EVENT_COLUMNS} FROM events"),
+        &f,
+        order,
+        q.limit,
+        event_row,
+        |e| e.seq.to_string(),
+    )
 }

@@ -200,3 +200,65 @@ impl Filter {
         self.params.iter().map(|b| b.as_ref()).collect()
     }
 }
+
+/// Decoder of one row into a record; the inner `Result` reports damaged stored JSON.
+pub(crate) type RowFn<T> = fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T>>;
+
+/// Every row of `sql` decoded with `row`.
+pub(crate) fn collect_rows<T>(
+    c: &rusqlite::Connection,
+    sql: &str,
+    p: &[&dyn rusqlite::ToSql],
+    row: RowFn<T>,
+) -> Result<Vec<T>> {
+    c.prepare_cached(sql)
+        .db()?
+        .query_map(p, row)
+        .db()?
+        .map(|r| r.db().and_then(|x| x))
+        .collect()
+}
+
+/// One page of `select` (a `SELECT … FROM table`) under `f`, in `order_by` order. One row
+/// more than `limit` is fetched to learn whether a next page exists; its cursor is
+/// `cursor` of the page's last item.
+pub(crate) fn page<T>(
+    c: &rusqlite::Connection,
+    select: &str,
+    f: &Filter,
+    order_by: &str,
+    limit: usize,
+    row: RowFn<T>,
+    cursor: impl Fn(&T) -> String,
+) -> Result<agentstore::Page<T>> {
+    let limit = limit.max(1);
+    let sql = format!(
+        "{select} {} ORDER BY {order_by} LIMIT {}",
+        f.where_sql(),
+        limit + 1
+    );
+    let mut items = collect_rows(c, &sql, f.param_refs().as_slice(), row)?;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(cursor)
+    } else {
+        None
+    };
+    Ok(agentstore::Page { items, next })
+}
+
+/// Refuses a record built for another tenant than the scope's: a backend promises that a
+/// write stays inside the scope's tenant, also for callers of the raw `Store::write`.
+pub(crate) fn require_scope_tenant(scope: &agentstore::Scope, tenant: &str) -> Result<()> {
+    if scope.tenant == tenant {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "tenant_id",
+            format!(
+                "record is for tenant '{tenant}' but the scope is '{}'",
+                scope.tenant
+            ),
+        ))
+    }
+}

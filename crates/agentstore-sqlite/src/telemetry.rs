@@ -14,17 +14,6 @@ use crate::audit;
 use crate::sql::*;
 use crate::tenants::{require_refs, require_tenant};
 
-/// Records carry their tenant; a write may only touch the tenant of its scope.
-pub(crate) fn require_scope_tenant(scope: &Scope, tenant: &str) -> Result<()> {
-    if tenant != scope.tenant {
-        return Err(Error::invalid(
-            "tenant_id",
-            format!("'{tenant}' is not the tenant of the request"),
-        ));
-    }
-    Ok(())
-}
-
 // ------------------------------------------------------------------------- usage
 
 pub(crate) const USAGE_COLUMNS: &str = "id, tenant_id, session_id, agent_id, provider, model, operation, input_tokens, output_tokens, estimated_cost, actual_cost, latency_ms, quality_score, success, metadata, created_at";

@@ -70,6 +70,7 @@ pub(crate) fn require_refs(
 }
 
 pub(crate) fn create_tenant(tx: &Connection, scope: &Scope, t: Tenant) -> Result<WriteResult> {
+    require_scope_tenant(scope, &t.id)?;
     if get_tenant(tx, &t.id)?.is_some() {
         return Err(Error::AlreadyExists {
             entity: "tenant",
@@ -164,6 +165,7 @@ pub(crate) fn insert_subject(tx: &Connection, s: &Subject) -> Result<()> {
 }
 
 pub(crate) fn create_subject(tx: &Connection, scope: &Scope, s: Subject) -> Result<WriteResult> {
+    require_scope_tenant(scope, &s.tenant_id)?;
     require_tenant(tx, &s.tenant_id)?;
     if get_subject(tx, &s.tenant_id, &s.id)?.is_some()
         || find_subject(tx, &s.tenant_id, &s.external_id_hash)?.is_some()
@@ -311,6 +313,7 @@ pub(crate) fn insert_agent(tx: &Connection, a: &Agent) -> Result<()> {
 }
 
 pub(crate) fn put_agent(tx: &Connection, scope: &Scope, a: Agent) -> Result<WriteResult> {
+    require_scope_tenant(scope, &a.tenant_id)?;
     require_tenant(tx, &a.tenant_id)?;
     let by_name: Option<String> = opt(tx
         .prepare_cached("SELECT id FROM agents WHERE tenant_id = ?1 AND name = ?2")
@@ -390,26 +393,15 @@ pub(crate) fn list_agents(c: &Connection, tenant: &str, q: &AgentQuery) -> Resul
     if let Some(after) = &q.after {
         f.cond("name > ?", vec![Box::new(after.clone())]);
     }
-    let limit = q.limit.max(1);
-    let sql = format!(
-        "SELECT {AGENT_COLUMNS} FROM agents {} ORDER BY name LIMIT {}",
-        f.where_sql(),
-        limit + 1
-    );
-    let mut items = c
-        .prepare_cached(&sql)
-        .db()?
-        .query_map(f.param_refs().as_slice(), agent_row)
-        .db()?
-        .map(|r| r.db().and_then(|x| x))
-        .collect::<Result<Vec<_>>>()?;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|a| a.name.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next })
+    page(
+        c,
+        &format!("SELECT {AGENT_COLUMNS} FROM agents"),
+        &f,
+        "name",
+        q.limit,
+        agent_row,
+        |a| a.name.clone(),
+    )
 }
 
 pub(crate) fn agent_stats(c: &Connection, tenant: &str, id: &str) -> Result<AgentStats> {
