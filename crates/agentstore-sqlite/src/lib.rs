@@ -31,7 +31,7 @@ use agentstore::backend::*;
 use agentstore::*;
 
 pub use admin::{read_manifest, restore, verify_backup};
-pub use conn::{DataDir, Durability, OpenOptions};
+pub use conn::{DataDir, Durability, OpenOptions, pragmas};
 
 /// The SQLite backend. Open it with [`open`] or [`SqliteBackend::open`].
 pub struct SqliteBackend {

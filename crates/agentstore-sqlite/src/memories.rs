@@ -247,8 +247,14 @@ fn supersede(tx: &Connection, scope: &Scope, old: Memory, m: &Memory) -> Result<
     audit::append(
         tx,
         scope,
+        // The old version stays in the table (closed, not deleted), so naming it is
+        // enough; repeating its fields would double the audit row of every upsert.
         AuditDraft::new("memory.supersede", "memory", &m.id)
-            .old(&old)
+            .old(&serde_json::json!({
+                "id": old.id,
+                "content_hash": old.content_hash,
+                "valid_to": closed_at,
+            }))
             .new_values(m),
     )?;
     Ok(UpsertOutcome::Superseded {
