@@ -500,7 +500,11 @@ fn maintenance_sweeps_expired_records_and_vacuum_shrinks() {
     );
     let after = t.store.stats().unwrap();
     assert_eq!(after.entities[3].rows, before.entities[3].rows - 20);
-    assert!(after.files["agentstore.db"] < before.files["agentstore.db"]);
+    // Compare database and log together: before maintenance most pages may still sit
+    // in the WAL (it is checkpointed only every 64 MiB).
+    let on_disk =
+        |s: &agentstore::backend::Stats| s.files["agentstore.db"] + s.files["agentstore.db-wal"];
+    assert!(on_disk(&after) < on_disk(&before));
     assert_eq!(after.files["agentstore.db-wal"], 0);
     // The live session is untouched and the store still verifies.
     assert_eq!(events_of(&t.store, &t.scope, &live).len(), 3);
