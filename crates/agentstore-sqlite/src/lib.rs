@@ -6,6 +6,32 @@
 //! avoids busy-waiting on the file lock, while WAL lets readers run beside the writer
 //! without blocking. Each [`Backend::write`] call is one `BEGIN IMMEDIATE` transaction,
 //! so a batch of ops costs one commit.
+//!
+//! ```
+//! use agentstore::{NewEvent, NewMemory, NewSession, Namespace, Scope};
+//! use agentstore_sqlite::OpenOptions;
+//!
+//! # let tmp = tempfile::tempdir()?;
+//! # let dir = tmp.path().join("agentstore-data");
+//! let store = agentstore_sqlite::open(&OpenOptions::new(&dir).create())?;
+//! store.ensure_tenant("me", "acme")?;
+//! let scope = Scope::new("acme", "me");
+//!
+//! let session = store.create_session(&scope, NewSession::new("conversation"))?;
+//! let events = store.append_events(&scope, &session.id, vec![
+//!     NewEvent::message("user", "I prefer short answers."),
+//!     NewEvent::message("assistant", "Noted."),
+//! ])?;
+//! assert_eq!(events[1].seq, 2);
+//!
+//! let mut m = NewMemory::new("The user prefers short answers.");
+//! m.kind = "preference".into();
+//! m.key = Some("answer-style".into());
+//! store.remember(&scope, m)?; // upsert by key; versions keep history
+//! let current = store.get_memory_by_key(&scope, &Namespace::root(), "answer-style", None)?;
+//! assert_eq!(current.content, "The user prefers short answers.");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![warn(missing_docs)]
 
