@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::workloads::{
     Measure, TENANT, backup_content, db_bytes, event_content, memory_content, memory_key,
-    micros_now, run_loop,
+    micros_now, run_loop, run_threads,
 };
 use crate::{Cell, Sizes};
 
@@ -50,24 +50,18 @@ const INSERT_EVENT: &str = "INSERT INTO events
     (tenant_id, id, session_id, seq, kind, role, content, metadata, created_at)
     VALUES (?1, ?2, ?3, ?4, 'message', 'user', ?5, '{}', ?6)";
 
-/// A database in `dir` with the pragmas agentstore sets on every connection
-/// (`agentstore_sqlite`'s `open_connection`; keep the two in step) and both tables.
-fn open(dir: &Path, durability: Durability) -> Result<Connection> {
+/// A connection to the database in `dir` with the pragmas agentstore sets on every
+/// connection.
+fn connect(dir: &Path, durability: Durability) -> Result<Connection> {
     let conn = Connection::open(dir.join("bare.db")).context("open the bare database")?;
-    let sync = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = {sync};
-         PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -65536;
-         PRAGMA mmap_size = 1073741824;
-         PRAGMA temp_store = MEMORY;
-         PRAGMA journal_size_limit = 67108864;"
-    ))?;
+    conn.execute_batch(&agentstore_sqlite::pragmas(durability))?;
     conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+/// A database in `dir` with the pragmas agentstore sets on every connection and both tables.
+fn open(dir: &Path, durability: Durability) -> Result<Connection> {
+    let conn = connect(dir, durability)?;
     conn.execute_batch(EVENTS_DDL)?;
     conn.execute_batch(MEMORIES_DDL)?;
     Ok(conn)
@@ -198,8 +192,9 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
 
 const EVENT_COLUMNS: &str = "id, session_id, seq, kind, role, content, metadata, created_at";
 
-/// Point reads of random events by id.
-pub fn point_reads(dir: &Path, s: &Sizes, rng: &mut StdRng) -> Result<Cell> {
+/// A database holding `s.read_pool` events (rounded up to whole batches of 1,000), the
+/// connection that wrote them and their ids, for the point-read rows.
+fn read_pool(dir: &Path, s: &Sizes) -> Result<(Connection, Vec<String>)> {
     let mut c = open(dir, Durability::Normal)?;
     append(
         &mut c,
@@ -213,16 +208,49 @@ pub fn point_reads(dir: &Path, s: &Sizes, rng: &mut StdRng) -> Result<Cell> {
         .prepare("SELECT id FROM events")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND id = ?2");
-    let m = run_loop(s.reads, s.cap, || {
-        let id = &ids[rng.random_range(0..ids.len())];
-        let row = c
-            .prepare_cached(&sql)?
-            .query_row(params![TENANT, id], event_row)
-            .optional()?;
-        ensure!(row.is_some_and(|r| &r.0 == id), "event {id} not found");
-        Ok(1)
-    })?;
+    Ok((c, ids))
+}
+
+fn event_by_id() -> String {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND id = ?2")
+}
+
+fn read_one(c: &Connection, sql: &str, ids: &[String], rng: &mut StdRng) -> Result<u64> {
+    let id = &ids[rng.random_range(0..ids.len())];
+    let row = c
+        .prepare_cached(sql)?
+        .query_row(params![TENANT, id], event_row)
+        .optional()?;
+    ensure!(row.is_some_and(|r| &r.0 == id), "event {id} not found");
+    Ok(1)
+}
+
+/// Point reads of random events by id.
+pub fn point_reads(dir: &Path, s: &Sizes, rng: &mut StdRng) -> Result<Cell> {
+    let (c, ids) = read_pool(dir, s)?;
+    let sql = event_by_id();
+    let m = run_loop(s.reads, s.cap, || read_one(&c, &sql, &ids, rng))?;
+    Ok(Cell::rate(m))
+}
+
+/// `s.reads` point reads split over `threads` threads, each on its own connection.
+pub fn point_reads_threaded(
+    dir: &Path,
+    s: &Sizes,
+    threads: usize,
+    rng: &mut StdRng,
+) -> Result<Cell> {
+    // The writing connection stays open meanwhile, as agentstore's writer does.
+    let (_writer, ids) = read_pool(dir, s)?;
+    let sql = event_by_id();
+    let m = run_threads(
+        threads,
+        s.reads,
+        s.cap,
+        rng,
+        || connect(dir, Durability::Normal),
+        |c, rng| read_one(c, &sql, &ids, rng),
+    )?;
     Ok(Cell::rate(m))
 }
 

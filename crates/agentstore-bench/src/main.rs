@@ -4,7 +4,8 @@
 //! goes to stdout and, with the machine and the command that reproduces it, to
 //! `bench/results/foundation.md`. See bench/README.md for what each row measures.
 //!
-//! Usage: `agentstore-bench [--smoke] [--scale N] [--repeat N] [--out PATH] [--data-dir DIR]`
+//! Usage: `agentstore-bench [--smoke] [--scale N] [--repeat N] [--only SUBSTRING] [--out PATH]
+//! [--data-dir DIR]`
 
 mod bare;
 mod workloads;
@@ -27,13 +28,16 @@ const SEED: u64 = 20_240_601;
 /// 2000-5000 ops/sec". The multiples are against the top of each range.
 const REFERENCE_WRITES: f64 = 1_000.0;
 const REFERENCE_READS: f64 = 5_000.0;
-const USAGE: &str =
-    "usage: agentstore-bench [--smoke] [--scale N] [--repeat N] [--out PATH] [--data-dir DIR]
+const USAGE: &str = "usage: agentstore-bench [--smoke] [--scale N] [--repeat N] [--only SUBSTRING]
+                        [--out PATH] [--data-dir DIR]
 
   --smoke         tiny sizes, a check that every workload runs; writes to a temp file
   --scale N       multiply operation counts, time caps and the backup size by N (default 1)
   --repeat N      run each side N times, alternating, and report the median
                   (default 3; 1 with --smoke)
+  --only SUBSTRING
+                  run only the rows whose workload name contains SUBSTRING
+                  (case-sensitive); the report is then written only if --out is given
   --out PATH      where to write the markdown report
                   (default bench/results/foundation.md; with --smoke a temp file)
   --data-dir DIR  where the stores are created (default: the system temp dir); the
@@ -187,6 +191,7 @@ struct Args {
     smoke: bool,
     scale: f64,
     repeat: Option<usize>,
+    only: Option<String>,
     out: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     raw: Vec<String>,
@@ -198,6 +203,7 @@ fn parse_args() -> Result<Option<Args>> {
         smoke: false,
         scale: 1.0,
         repeat: None,
+        only: None,
         out: None,
         data_dir: None,
         raw: raw.clone(),
@@ -224,6 +230,7 @@ fn parse_args() -> Result<Option<Args>> {
                         .with_context(|| format!("--repeat must be a positive integer: {v}"))?,
                 );
             }
+            "--only" => a.only = Some(value()?),
             "--out" => a.out = Some(value()?.into()),
             "--data-dir" => a.data_dir = Some(value()?.into()),
             "-h" | "--help" => return Ok(None),
@@ -307,8 +314,22 @@ fn median(mut cells: Vec<Cell>) -> Cell {
     cells.swap_remove(cells.len() / 2)
 }
 
-fn run(sizes: &Sizes, runner: &Runner<'_>) -> Vec<Row> {
+/// Threads of the multi-threaded point-read row: the benchmark machine has 2 cores, and
+/// more threads than cores would measure the scheduler rather than the store.
+const READ_THREADS: usize = 2;
+
+/// Runs every workload whose name contains `only` (all without it). Returns the rows and
+/// the names of the workloads left out.
+fn run(sizes: &Sizes, runner: &Runner<'_>, only: Option<&str>) -> (Vec<Row>, Vec<String>) {
     let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    let mut wanted = |name: &str| {
+        let yes = only.is_none_or(|o| name.contains(o));
+        if !yes && !skipped.iter().any(|s| s == name) {
+            skipped.push(name.to_owned());
+        }
+        yes
+    };
     let rng = |k: u64| StdRng::seed_from_u64(SEED + k);
     let durabilities = [Durability::Full, Durability::Normal];
 
@@ -322,6 +343,9 @@ fn run(sizes: &Sizes, runner: &Runner<'_>) -> Vec<Row> {
         ),
     ];
     for (name, batch, iters, target_ratio) in appends {
+        if !wanted(name) {
+            continue;
+        }
         for d in durabilities {
             eprintln!("{name}, synchronous={}", sync_name(d));
             let (ours, bare) = runner.pair(
@@ -353,6 +377,9 @@ fn run(sizes: &Sizes, runner: &Runner<'_>) -> Vec<Row> {
         ),
     ];
     for (k, (name, batch, iters)) in (1..).zip(upserts) {
+        if !wanted(name) {
+            continue;
+        }
         for d in durabilities {
             eprintln!("{name}, synchronous={}", sync_name(d));
             // Both sides draw the same keys.
@@ -372,64 +399,90 @@ fn run(sizes: &Sizes, runner: &Runner<'_>) -> Vec<Row> {
         }
     }
 
-    eprintln!("point reads");
-    let (ours, bare) = runner.pair(
-        |p| workloads::point_reads(p, sizes, &mut rng(10)),
-        |p| bare::point_reads(p, sizes, &mut rng(10)),
-    );
-    rows.push(Row {
-        workload: format!(
-            "point read: get_event by random id ({} events)",
-            thousands((sizes.read_pool.div_ceil(1000) * 1000) as u64)
-        ),
-        sync: "—",
-        unit: "reads/s",
-        kind: Kind::Read,
-        target_ratio: None,
-        ours,
-        bare,
-    });
+    let pool = thousands((sizes.read_pool.div_ceil(1000) * 1000) as u64);
+    let name = format!("point read: get_event by random id ({pool} events)");
+    if wanted(&name) {
+        eprintln!("point reads");
+        let (ours, bare) = runner.pair(
+            |p| workloads::point_reads(p, sizes, &mut rng(10)),
+            |p| bare::point_reads(p, sizes, &mut rng(10)),
+        );
+        rows.push(Row {
+            workload: name,
+            sync: "—",
+            unit: "reads/s",
+            kind: Kind::Read,
+            target_ratio: None,
+            ours,
+            bare,
+        });
+    }
 
-    eprintln!("list a session");
-    let (ours, bare) = runner.pair(
-        |p| workloads::list_session(p, sizes),
-        |p| bare::list_session(p, sizes),
-    );
-    rows.push(Row {
-        workload: format!(
-            "list a session's events, pages of 100 ({} events)",
-            thousands((sizes.list_session.div_ceil(1000) * 1000) as u64)
-        ),
-        sync: "—",
-        unit: "events/s",
-        kind: Kind::Read,
-        target_ratio: None,
-        ours,
-        bare,
-    });
+    let name =
+        format!("point read, {READ_THREADS} threads: get_event by random id ({pool} events)");
+    if wanted(&name) {
+        eprintln!("point reads, {READ_THREADS} threads");
+        let (ours, bare) = runner.pair(
+            |p| workloads::point_reads_threaded(p, sizes, READ_THREADS, &mut rng(11)),
+            |p| bare::point_reads_threaded(p, sizes, READ_THREADS, &mut rng(11)),
+        );
+        rows.push(Row {
+            workload: name,
+            sync: "—",
+            unit: "reads/s",
+            kind: Kind::Read,
+            target_ratio: None,
+            ours,
+            bare,
+        });
+    }
 
-    eprintln!("backup");
-    // The bare database is grown to the size agentstore's reached.
-    let built = std::cell::Cell::new(sizes.backup_bytes);
-    let (ours, bare) = runner.pair(
-        |p| {
-            workloads::backup(p, sizes).map(|(cell, size)| {
-                built.set(size);
-                cell
-            })
-        },
-        |p| bare::backup(p, sizes, built.get()),
+    let name = format!(
+        "list a session's events, pages of 100 ({} events)",
+        thousands((sizes.list_session.div_ceil(1000) * 1000) as u64)
     );
-    rows.push(Row {
-        workload: format!("backup (store of ≥ {} MiB)", sizes.backup_bytes >> 20),
-        sync: "—",
-        unit: "s/GB",
-        kind: Kind::Backup,
-        target_ratio: None,
-        ours,
-        bare,
-    });
-    rows
+    if wanted(&name) {
+        eprintln!("list a session");
+        let (ours, bare) = runner.pair(
+            |p| workloads::list_session(p, sizes),
+            |p| bare::list_session(p, sizes),
+        );
+        rows.push(Row {
+            workload: name,
+            sync: "—",
+            unit: "events/s",
+            kind: Kind::Read,
+            target_ratio: None,
+            ours,
+            bare,
+        });
+    }
+
+    let name = format!("backup (store of ≥ {} MiB)", sizes.backup_bytes >> 20);
+    if wanted(&name) {
+        eprintln!("backup");
+        // The bare database is grown to the size agentstore's reached.
+        let built = std::cell::Cell::new(sizes.backup_bytes);
+        let (ours, bare) = runner.pair(
+            |p| {
+                workloads::backup(p, sizes).map(|(cell, size)| {
+                    built.set(size);
+                    cell
+                })
+            },
+            |p| bare::backup(p, sizes, built.get()),
+        );
+        rows.push(Row {
+            workload: name,
+            sync: "—",
+            unit: "s/GB",
+            kind: Kind::Backup,
+            target_ratio: None,
+            ours,
+            bare,
+        });
+    }
+    (rows, skipped)
 }
 
 /// An integer with thousands separators.
@@ -605,6 +658,19 @@ fn machine(data_root: &Path) -> String {
     )
 }
 
+/// `arg` as one word of a POSIX shell command line (an `--only` value often has spaces).
+fn shell_word(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
 fn report(args: &Args, sizes: &Sizes, runner: &Runner<'_>, rows: &[Row], took: Duration) -> String {
     let mut cmd = String::from(if cfg!(debug_assertions) {
         "cargo run -p agentstore-bench"
@@ -613,14 +679,16 @@ fn report(args: &Args, sizes: &Sizes, runner: &Runner<'_>, rows: &[Row], took: D
     });
     if !args.raw.is_empty() {
         cmd.push_str(" -- ");
-        cmd.push_str(&args.raw.join(" "));
+        let quoted: Vec<String> = args.raw.iter().map(|a| shell_word(a)).collect();
+        cmd.push_str(&quoted.join(" "));
     }
     format!(
         "# Foundation benchmark\n\n\
          Reproduce with:\n\n```sh\n{cmd}\n```\n\n\
          {}\n\
          Sizes: {} single appends, {} batches of 1,000 events, {} single and {} batches of 100 \
-         memory upserts, {} point reads, {} passes over the listed session; each measurement \
+         memory upserts, {} point reads (per row; split over {READ_THREADS} threads in the \
+         {READ_THREADS}-thread row), {} passes over the listed session; each measurement \
          stops early after {:.0} s. Each side ran {} time(s), alternating with the other; \
          the table shows the median. Total run time {:.0} s.\n\n\
          {}\n## Targets\n\n{}\n\
@@ -668,13 +736,16 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let out = args.out.clone().unwrap_or_else(|| {
-        if args.smoke {
-            std::env::temp_dir().join(format!("agentstore-bench-smoke-{}.md", std::process::id()))
-        } else {
-            workspace_root().join("bench/results/foundation.md")
-        }
-    });
+    // A partial table (--only) goes only where it was asked to go, so it never replaces
+    // the full report.
+    let out = match (&args.out, &args.only) {
+        (Some(out), _) => Some(out.clone()),
+        (None, Some(_)) => None,
+        (None, None) if args.smoke => Some(
+            std::env::temp_dir().join(format!("agentstore-bench-smoke-{}.md", std::process::id())),
+        ),
+        (None, None) => Some(workspace_root().join("bench/results/foundation.md")),
+    };
 
     let started = Instant::now();
     let runner = Runner {
@@ -682,19 +753,32 @@ fn main() -> ExitCode {
         // One pass checks that the workloads run; three give a median for the report.
         repeat: args.repeat.unwrap_or(if args.smoke { 1 } else { 3 }),
     };
-    let rows = run(&sizes, &runner);
+    let (rows, skipped) = run(&sizes, &runner, args.only.as_deref());
+    if rows.is_empty() {
+        eprintln!(
+            "agentstore-bench: no workload name contains {:?}; the workloads are:\n  {}",
+            args.only.as_deref().unwrap_or_default(),
+            skipped.join("\n  ")
+        );
+        return ExitCode::from(2);
+    }
     let text = report(&args, &sizes, &runner, &rows, started.elapsed());
     println!("\n{}", table(&rows));
     print!("{}", targets(&rows));
-    let written = out
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(&out, &text));
-    if let Err(e) = written {
-        eprintln!("agentstore-bench: cannot write {}: {e}", out.display());
-        return ExitCode::FAILURE;
+    match out {
+        Some(out) => {
+            let written = out
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&out, &text));
+            if let Err(e) = written {
+                eprintln!("agentstore-bench: cannot write {}: {e}", out.display());
+                return ExitCode::FAILURE;
+            }
+            println!("\nwrote {}", out.display());
+        }
+        None => println!("\nreport not written (--only without --out)"),
     }
-    println!("\nwrote {}", out.display());
 
     let failed = rows
         .iter()

@@ -1,15 +1,17 @@
 //! The agentstore side of each workload, through the public `Store` API, and what both
 //! sides share: contents, the timed loop, sizes on disk.
 
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::Path;
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use agentstore::backend::EventQuery;
 use agentstore::{NewEvent, NewMemory, NewSession, Scope, Store};
 use agentstore_sqlite::{Durability, OpenOptions};
 use anyhow::{Context, Result, ensure};
-use rand::Rng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::{Cell, Sizes};
 
@@ -196,8 +198,9 @@ pub fn memory_upsert(
     Ok(Cell::rate(m))
 }
 
-/// Point reads of random events by id, through the pool of read connections.
-pub fn point_reads(dir: &Path, s: &Sizes, rng: &mut StdRng) -> Result<Cell> {
+/// A store holding `s.read_pool` events (rounded up to whole batches of 1,000) and their
+/// ids, for the point-read rows.
+fn read_pool(dir: &Path, s: &Sizes) -> Result<(Store, Scope, Vec<String>)> {
     let (store, scope) = open(dir, Durability::Normal)?;
     let (_, ids) = append(
         &store,
@@ -207,13 +210,96 @@ pub fn point_reads(dir: &Path, s: &Sizes, rng: &mut StdRng) -> Result<Cell> {
         Duration::MAX,
         event_content,
     )?;
-    let m = run_loop(s.reads, s.cap, || {
-        let id = &ids[rng.random_range(0..ids.len())];
-        let e = store.get_event(&scope, id)?;
-        ensure!(&e.id == id, "asked for {id}, got {}", e.id);
-        Ok(1)
-    })?;
+    Ok((store, scope, ids))
+}
+
+fn read_one(store: &Store, scope: &Scope, ids: &[String], rng: &mut StdRng) -> Result<u64> {
+    let id = &ids[rng.random_range(0..ids.len())];
+    let e = store.get_event(scope, id)?;
+    ensure!(&e.id == id, "asked for {id}, got {}", e.id);
+    Ok(1)
+}
+
+/// Point reads of random events by id, through the pool of read connections.
+pub fn point_reads(dir: &Path, s: &Sizes, rng: &mut StdRng) -> Result<Cell> {
+    let (store, scope, ids) = read_pool(dir, s)?;
+    let m = run_loop(s.reads, s.cap, || read_one(&store, &scope, &ids, rng))?;
     Ok(Cell::rate(m))
+}
+
+/// `s.reads` point reads split over `threads` threads that share one `Store` (each holds
+/// a clone, as the handles of a multi-threaded application would), so they contend for
+/// its pool of read connections.
+pub fn point_reads_threaded(
+    dir: &Path,
+    s: &Sizes,
+    threads: usize,
+    rng: &mut StdRng,
+) -> Result<Cell> {
+    let (store, scope, ids) = read_pool(dir, s)?;
+    let m = run_threads(
+        threads,
+        s.reads,
+        s.cap,
+        rng,
+        || Ok(store.clone()),
+        |store, rng| read_one(store, &scope, &ids, rng),
+    )?;
+    Ok(Cell::rate(m))
+}
+
+/// Runs `total` iterations of `step` split over `threads` OS threads and measures them
+/// together: operations of all threads over the wall time from their common start to the
+/// last one's end. Each thread first builds its own state with `setup` (a connection, a
+/// store handle), outside the timed part; a barrier then starts all of them at once.
+/// Each thread draws from its own generator, seeded in turn from `rng`, so both sides of
+/// a row read the same ids. Each thread stops early at `cap`, like `run_loop`.
+pub fn run_threads<S>(
+    threads: usize,
+    total: usize,
+    cap: Duration,
+    rng: &mut StdRng,
+    setup: impl Fn() -> Result<S> + Sync,
+    step: impl Fn(&mut S, &mut StdRng) -> Result<u64> + Sync,
+) -> Result<Measure> {
+    let threads = threads.max(1);
+    let rngs: Vec<StdRng> = (0..threads).map(|_| StdRng::from_rng(&mut *rng)).collect();
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = rngs
+            .into_iter()
+            .enumerate()
+            .map(|(t, mut rng)| {
+                let iters = total / threads + usize::from(t < total % threads);
+                let (setup, step, barrier) = (&setup, &step, &barrier);
+                sc.spawn(move || {
+                    // A setup that fails or panics must still reach the barrier, or the
+                    // other threads and the timer would wait for it forever.
+                    let state = catch_unwind(AssertUnwindSafe(setup));
+                    barrier.wait();
+                    let mut state = match state {
+                        Ok(s) => s?,
+                        Err(p) => resume_unwind(p),
+                    };
+                    run_loop(iters, cap, || step(&mut state, &mut rng))
+                })
+            })
+            .collect();
+        barrier.wait();
+        let started = Instant::now();
+        let mut ops = 0;
+        for h in handles {
+            match h.join() {
+                Ok(m) => ops += m?.ops,
+                // Re-raised so `measure` reports it like a panic of a one-thread side.
+                Err(p) => resume_unwind(p),
+            }
+        }
+        Ok(Measure {
+            ops,
+            secs: started.elapsed().as_secs_f64(),
+        })
+    })
 }
 
 /// Pages of 100 over one session, start to end, several times.
