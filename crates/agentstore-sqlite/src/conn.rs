@@ -317,19 +317,30 @@ impl Connections {
     /// Runs `f` on a pooled read connection inside one read transaction, so everything
     /// it reads comes from one snapshot.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut conn = match conn {
-            Some(c) => c,
-            None => open_connection(&self.path, &self.opts, true)?,
-        };
-        let out = (|| {
+        self.with_reader(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
                 .db()?;
             let out = f(&tx)?;
             tx.finish().db()?;
             Ok(out)
-        })();
+        })
+    }
+
+    /// Runs a read made of a single statement on a pooled connection. SQLite gives one
+    /// statement its own read transaction, so an explicit BEGIN / COMMIT around it would
+    /// only add two statement executions to every point read.
+    pub(crate) fn read_one<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.with_reader(|conn| f(conn))
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match conn {
+            Some(c) => c,
+            None => open_connection(&self.path, &self.opts, true)?,
+        };
+        let out = f(&mut conn);
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < self.opts.readers.max(1) {
             pool.push(conn);

@@ -103,6 +103,11 @@ impl SqliteBackend {
     fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
         self.conns.read(f)
     }
+
+    /// For reads that are one SQL statement (see `Connections::read_one`).
+    fn read_one<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
+        self.conns.read_one(f)
+    }
 }
 
 impl Backend for SqliteBackend {
@@ -119,7 +124,7 @@ impl Backend for SqliteBackend {
     }
 
     fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        self.read(|c| tenants::get_tenant(c, id))
+        self.read_one(|c| tenants::get_tenant(c, id))
     }
 
     fn list_tenants(&self) -> Result<Vec<Tenant>> {
@@ -127,15 +132,15 @@ impl Backend for SqliteBackend {
     }
 
     fn get_subject(&self, tenant: &str, id: &str) -> Result<Option<Subject>> {
-        self.read(|c| tenants::get_subject(c, tenant, id))
+        self.read_one(|c| tenants::get_subject(c, tenant, id))
     }
 
     fn find_subject(&self, tenant: &str, hash: &str) -> Result<Option<Subject>> {
-        self.read(|c| tenants::find_subject(c, tenant, hash))
+        self.read_one(|c| tenants::find_subject(c, tenant, hash))
     }
 
     fn get_agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
-        self.read(|c| tenants::get_agent(c, tenant, id))
+        self.read_one(|c| tenants::get_agent(c, tenant, id))
     }
 
     fn list_agents(&self, tenant: &str, q: &AgentQuery) -> Result<Page<Agent>> {
@@ -147,7 +152,7 @@ impl Backend for SqliteBackend {
     }
 
     fn get_session(&self, tenant: &str, id: &str) -> Result<Option<Session>> {
-        self.read(|c| sessions::get_session(c, tenant, id))
+        self.read_one(|c| sessions::get_session(c, tenant, id))
     }
 
     fn list_sessions(&self, tenant: &str, q: &SessionQuery) -> Result<Page<Session>> {
@@ -155,7 +160,7 @@ impl Backend for SqliteBackend {
     }
 
     fn get_event(&self, tenant: &str, id: &str) -> Result<Option<Event>> {
-        self.read(|c| sessions::get_event(c, tenant, id))
+        self.read_one(|c| sessions::get_event(c, tenant, id))
     }
 
     fn list_events(&self, tenant: &str, q: &EventQuery) -> Result<Page<Event>> {
@@ -163,7 +168,7 @@ impl Backend for SqliteBackend {
     }
 
     fn get_memory(&self, tenant: &str, id: &str) -> Result<Option<Memory>> {
-        self.read(|c| memories::get(c, tenant, id))
+        self.read_one(|c| memories::get(c, tenant, id))
     }
 
     fn get_memory_by_key(
@@ -190,7 +195,7 @@ impl Backend for SqliteBackend {
     }
 
     fn get_document(&self, tenant: &str, id: &str) -> Result<Option<Document>> {
-        self.read(|c| documents::get(c, tenant, id))
+        self.read_one(|c| documents::get(c, tenant, id))
     }
 
     fn list_documents(&self, tenant: &str, q: &DocumentQuery) -> Result<Page<Document>> {
@@ -202,7 +207,7 @@ impl Backend for SqliteBackend {
     }
 
     fn get_chunk(&self, tenant: &str, id: &str) -> Result<Option<Chunk>> {
-        self.read(|c| documents::get_chunk(c, tenant, id))
+        self.read_one(|c| documents::get_chunk(c, tenant, id))
     }
 
     fn get_checkpoint(
@@ -240,7 +245,7 @@ impl Backend for SqliteBackend {
     }
 
     fn kv_get(&self, tenant: &str, key: &str, now: Timestamp) -> Result<Option<KvEntry>> {
-        self.read(|c| infra::kv_get(c, tenant, key, now))
+        self.read_one(|c| infra::kv_get(c, tenant, key, now))
     }
 
     fn kv_list(
@@ -254,7 +259,7 @@ impl Backend for SqliteBackend {
     }
 
     fn get_lock(&self, tenant: &str, name: &str) -> Result<Option<Lock>> {
-        self.read(|c| infra::get_lock(c, tenant, name))
+        self.read_one(|c| infra::get_lock(c, tenant, name))
     }
 
     fn list_audit(&self, q: &AuditQuery) -> Result<Page<AuditEntry>> {

@@ -7,6 +7,7 @@ mod common;
 mod documents;
 mod infra;
 mod memories;
+mod migrations;
 mod sessions;
 mod telemetry;
 mod transfer;
