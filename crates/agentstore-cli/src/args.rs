@@ -155,6 +155,32 @@ pub enum RawCommand {
         #[arg(long)]
         all_tenants: bool,
     },
+    /// Search memories, document chunks and events by keyword (BM25, English stemming).
+    Search {
+        /// Query text. Any word may match; records matching more and rarer words rank
+        /// higher. Quotes, `*`, `-`, `:` and AND / OR / NOT are searched as text, never
+        /// as operators.
+        text: String,
+        /// Only this kind of record; repeat for several [default: all].
+        #[arg(long, value_enum, value_name = "TARGET")]
+        target: Vec<TargetArg>,
+        /// Namespace prefix, as a/b (a chunk's document's, an event's session's).
+        #[arg(long, value_name = "a/b")]
+        namespace: Option<String>,
+        /// Only this kind (memory kind, event kind, or a chunk's document type); repeat
+        /// for several.
+        #[arg(long, value_name = "K")]
+        kind: Vec<String>,
+        /// Only events of this session and memories derived from it.
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// Most hits to show (1 to 1000).
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        limit: usize,
+        /// Favour recent records: a score halves every SECS seconds of age.
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+        half_life: Option<f64>,
+    },
     /// Store a memory (an upsert when --key is given).
     Remember {
         /// The memory's text.
@@ -179,6 +205,17 @@ pub enum RawCommand {
         #[command(subcommand)]
         action: EventAction,
     },
+}
+
+/// `search --target` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TargetArg {
+    /// Memories.
+    Memory,
+    /// Document chunks.
+    Chunk,
+    /// Session events.
+    Event,
 }
 
 /// `migrate` actions.

@@ -8,11 +8,15 @@ use std::path::PathBuf;
 
 use agentstore::backend::{EventQuery, MemoryQuery, SessionQuery};
 use agentstore::codec::validate_id;
-use agentstore::{Error, Namespace, NewEvent, NewMemory, NewSession, Result, Scope, Timestamp};
+use agentstore::search::{SearchFilter, SearchRequest, Target};
+use agentstore::{
+    Error, Limits, Namespace, NewEvent, NewMemory, NewSession, Result, Scope, Timestamp,
+};
 use agentstore_sqlite::Durability;
 
 use crate::args::{
     DurabilityArg, EventAction, MemoryAction, MigrateAction, RawArgs, RawCommand, SessionAction,
+    TargetArg,
 };
 
 /// Largest page the engine serves in one call.
@@ -91,6 +95,7 @@ pub enum Command {
         after: Option<i64>,
         all_tenants: bool,
     },
+    Search(Box<SearchRequest>),
     Remember(Box<NewMemory>),
     SessionCreate(Box<NewSession>),
     EventAppend {
@@ -121,6 +126,7 @@ impl Command {
             Command::MemoryGet { .. } => "memory get",
             Command::MemoryKey { .. } => "memory key",
             Command::Audit { .. } => "audit",
+            Command::Search(_) => "search",
             Command::Remember(_) => "remember",
             Command::SessionCreate(_) => "session create",
             Command::EventAppend { .. } => "event append",
@@ -239,6 +245,44 @@ fn resolve_command(raw: RawCommand) -> Result<Command> {
             after,
             all_tenants,
         },
+        RawCommand::Search {
+            text,
+            target,
+            namespace,
+            kind,
+            session,
+            limit,
+            half_life,
+        } => {
+            if let Some(s) = &session {
+                validate_id("session", s)?;
+            }
+            let req = SearchRequest {
+                targets: target
+                    .into_iter()
+                    .map(|t| match t {
+                        TargetArg::Memory => Target::Memory,
+                        TargetArg::Chunk => Target::Chunk,
+                        TargetArg::Event => Target::Event,
+                    })
+                    .collect(),
+                filter: SearchFilter {
+                    namespace_prefix: namespace
+                        .as_deref()
+                        .map(Namespace::parse_path)
+                        .transpose()?,
+                    kinds: kind,
+                    session_id: session,
+                    ..Default::default()
+                },
+                limit: limit_of(limit)?,
+                recency_half_life_secs: half_life,
+                ..SearchRequest::text(text)
+            };
+            // The store is opened with the default limits, so these are the ones it applies.
+            req.validate(&Limits::default())?;
+            Command::Search(Box::new(req))
+        }
         RawCommand::Remember {
             content,
             key,
@@ -342,6 +386,10 @@ mod tests {
             "invalid_input"
         );
         assert_eq!(code(&["--actor", " ", "tenants"]), "invalid_input");
+        assert_eq!(code(&["search", "x", "--half-life", "-1"]), "invalid_input");
+        assert_eq!(code(&["search", " "]), "invalid_input");
+        assert_eq!(code(&["search", "x", "--session", "a b"]), "invalid_input");
+        assert_eq!(code(&["search", "x", "--limit", "1001"]), "invalid_input");
     }
 
     #[test]

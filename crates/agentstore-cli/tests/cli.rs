@@ -124,7 +124,7 @@ fn init_writes_and_reads_back() {
     assert!(out.contains("tenant    default (created)"), "{out}");
     let again = json(&data, &["init"]);
     assert_eq!(again["tenant_created"], false);
-    assert_eq!(again["schema_version"], 2);
+    assert_eq!(again["schema_version"], 3);
 
     let sid = ok(
         &data,
@@ -254,7 +254,7 @@ fn remember_memories_and_stats() {
     assert_eq!(rows("session"), 1);
     assert_eq!(rows("event"), 2);
     assert_eq!(rows("memor"), 3, "two versions of the key and one fact");
-    assert_eq!(stats["schema_version"], 2);
+    assert_eq!(stats["schema_version"], 3);
     let text = ok(&data, &["stats"]);
     assert!(
         text.contains("ENTITY") && text.contains("agentstore.db"),
@@ -363,7 +363,7 @@ fn backup_verify_restore() {
 
     let c = tmp.path().join("c");
     let restored = json(&c, &["restore", backup.to_str().unwrap()]);
-    assert_eq!(restored["manifest"]["schema_version"], 2);
+    assert_eq!(restored["manifest"]["schema_version"], 3);
     assert_eq!(ok(&c, &["export"]), ok(&a, &["export"]));
     assert!(ok(&c, &["events", &sid]).contains("how can I help"));
     // Restoring over an existing store needs --force.
@@ -393,7 +393,7 @@ fn migrate_status_down_up() {
     let st = json(&data, &["migrate", "status"]);
     assert_eq!(
         (st["current"].as_i64(), st["latest"].as_i64()),
-        (Some(2), Some(2))
+        (Some(3), Some(3))
     );
     assert!(
         st["migrations"]
@@ -404,8 +404,8 @@ fn migrate_status_down_up() {
     );
 
     let down = json(&data, &["migrate", "down"]);
-    assert_eq!(down["rolled_back"], serde_json::json!([2]));
-    assert_eq!(down["current"], 1);
+    assert_eq!(down["rolled_back"], serde_json::json!([3]));
+    assert_eq!(down["current"], 2);
     assert!(ok(&data, &["migrate", "status"]).contains("pending"));
     // The store refuses to open with a pending migration; that is not the user's input
     // being wrong, so the exit code is 1.
@@ -417,7 +417,7 @@ fn migrate_status_down_up() {
     assert_eq!(code, 2);
 
     let up = json(&data, &["migrate", "up"]);
-    assert_eq!(up["applied"], serde_json::json!([2]));
+    assert_eq!(up["applied"], serde_json::json!([3]));
     assert_eq!(
         json(&data, &["sessions"])["items"]
             .as_array()
@@ -426,6 +426,67 @@ fn migrate_status_down_up() {
         1
     );
     assert!(ok(&data, &["migrate", "up"]).contains("nothing to apply"));
+}
+
+#[test]
+fn search_memories_and_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, sid) = populated(tmp.path());
+    ok(
+        &data,
+        &[
+            "remember",
+            "The deploy is running late",
+            "--namespace",
+            "ops",
+        ],
+    );
+
+    let out = ok(&data, &["search", "timezones"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("RANK  TARGET  ID"), "{out}");
+    assert!(lines[1].starts_with("1     memory"), "{out}");
+    assert!(lines[1].contains("bm25 "), "{out}");
+    assert!(lines[1].contains("#1, fused 0.0164"), "{out}");
+    assert!(lines[1].ends_with("User's timezone is CET"), "{out}");
+
+    let hits = json(&data, &["search", "help", "--target", "event"]);
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["target"], "event");
+    assert_eq!(hits[0]["record"]["type"], "event");
+    assert_eq!(hits[0]["record"]["content"], "hi, how can I help?");
+    assert_eq!(hits[0]["components"]["keyword_rank"], 1);
+    assert!(hits[0]["components"]["keyword"].as_f64().unwrap() > 0.0);
+    assert!(hits[0]["components"]["recency"].is_null());
+
+    let count = |args: &[&str]| json(&data, args).as_array().unwrap().len();
+    assert_eq!(count(&["search", "help", "--target", "memory"]), 0);
+    assert_eq!(count(&["search", "timezone runs"]), 2);
+    assert_eq!(count(&["search", "timezone runs", "--namespace", "app"]), 1);
+    assert_eq!(
+        count(&["search", "timezone runs", "--kind", "preference"]),
+        1
+    );
+    assert_eq!(count(&["search", "timezone runs", "--limit", "1"]), 1);
+    assert_eq!(count(&["search", "hello help", "--session", &sid]), 2);
+    assert_eq!(count(&["search", "hello", "--kind", "decision"]), 0);
+    let recent = json(&data, &["search", "deploy", "--half-life", "3600"]);
+    let r = recent[0]["components"]["recency"].as_f64().unwrap();
+    assert!(r > 0.99 && r <= 1.0, "{recent}");
+    // Syntax characters alone are no query and no error.
+    assert_eq!(ok(&data, &["search", "\"*:("]), "(no matches)\n");
+
+    let (_, code) = fails(&data, &["search", "x", "--half-life", "0"], "invalid_input");
+    assert_eq!(code, 2);
+    fails(
+        &data,
+        &["search", "x", "--namespace", "a//b"],
+        "invalid_input",
+    );
+    let o = run(&data, &["search", "x", "--target", "document"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]

@@ -321,6 +321,10 @@ pub(crate) fn maintenance(
             s.locks
         ));
     }
+    let indexed = conns.write(crate::search::index_pending_events)?;
+    rep.steps.push(format!(
+        "fulltext: {indexed} event(s) added to the keyword index"
+    ));
     conns.with_writer(|w| w.execute_batch("PRAGMA optimize").db())?;
     rep.steps
         .push("optimize: planner statistics refreshed".into());

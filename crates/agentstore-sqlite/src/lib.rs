@@ -43,6 +43,7 @@ mod documents;
 mod infra;
 mod memories;
 pub mod migrate;
+mod search;
 mod sessions;
 mod sql;
 mod telemetry;
@@ -208,6 +209,17 @@ impl Backend for SqliteBackend {
 
     fn get_chunk(&self, tenant: &str, id: &str) -> Result<Option<Chunk>> {
         self.read_one(|c| documents::get_chunk(c, tenant, id))
+    }
+
+    fn keyword_candidates(&self, tenant: &str, q: &KeywordQuery) -> Result<Vec<Candidate>> {
+        // Bring the event index up to every event committed so far (migration 0003);
+        // the check is one read, the catch-up a bulk insert only when events arrived.
+        if q.targets.contains(&agentstore::search::Target::Event)
+            && self.read_one(search::events_pending)?
+        {
+            self.conns.write(search::index_pending_events)?;
+        }
+        self.read(|c| search::keyword_candidates(c, tenant, q))
     }
 
     fn get_checkpoint(

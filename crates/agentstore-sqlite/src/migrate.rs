@@ -50,6 +50,12 @@ pub static MIGRATIONS: &[Migration] = &[
         up: include_str!("../migrations/0002_access_indexes.up.sql"),
         down: include_str!("../migrations/0002_access_indexes.down.sql"),
     },
+    Migration {
+        version: 3,
+        name: "fulltext",
+        up: include_str!("../migrations/0003_fulltext.up.sql"),
+        down: include_str!("../migrations/0003_fulltext.down.sql"),
+    },
 ];
 
 /// The latest version this binary knows.
@@ -280,20 +286,69 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         assert!(matches!(
             check(&c),
-            Err(Error::SchemaPending { pending: 2, .. })
+            Err(Error::SchemaPending { pending: 3, .. })
         ));
         assert_eq!(up(&mut c, Some(1)).unwrap(), vec![1]);
         let v1 = schema(&c);
-        assert_eq!(up(&mut c, None).unwrap(), vec![2]);
+        assert_eq!(up(&mut c, Some(2)).unwrap(), vec![2]);
+        let v2 = schema(&c);
+        assert_eq!(up(&mut c, None).unwrap(), vec![3]);
         check(&c).unwrap();
         let full = schema(&c);
-        assert_eq!(down(&mut c, None).unwrap(), vec![2]);
+        assert_eq!(down(&mut c, None).unwrap(), vec![3]);
+        assert_eq!(schema(&c), v2);
+        assert_eq!(down(&mut c, Some(1)).unwrap(), vec![2]);
         assert_eq!(schema(&c), v1);
         assert_eq!(down(&mut c, Some(0)).unwrap(), vec![1]);
         assert!(schema(&c).is_empty());
         up(&mut c, None).unwrap();
         assert_eq!(schema(&c), full);
         assert!(up(&mut c, Some(99)).is_err());
+    }
+
+    /// Rows written before migration 3 are searchable after it, and stay in step with
+    /// their table through the triggers.
+    #[test]
+    fn fulltext_indexes_existing_rows() {
+        let mut c = Connection::open_in_memory().unwrap();
+        up(&mut c, Some(2)).unwrap();
+        c.execute_batch(
+            "INSERT INTO tenants (id, name, created_at) VALUES ('t', 't', 0);
+             INSERT INTO memories (tenant_id, id, kind, content, tier, importance, confidence,
+                 content_hash, valid_from, created_at, updated_at)
+             VALUES ('t', 'm1', 'fact', 'The cafés were running late', 'long', 0.5, 1, 'h', 0, 0, 0);
+             INSERT INTO sessions (tenant_id, id, kind, status, started_at, created_at, updated_at)
+             VALUES ('t', 's1', 'task', 'active', 0, 0, 0);
+             INSERT INTO events (tenant_id, id, session_id, seq, kind, content, tool_name, created_at)
+             VALUES ('t', 'e1', 's1', 1, 'tool_call', NULL, 'web_search', 0);",
+        )
+        .unwrap();
+        up(&mut c, None).unwrap();
+        let hits = |c: &Connection, table: &str, q: &str| -> i64 {
+            c.query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE {table} MATCH ?1"),
+                [q],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(hits(&c, "memories_fts", "cafe AND runs"), 1);
+        assert_eq!(hits(&c, "events_fts", "search"), 1);
+        c.execute(
+            "UPDATE memories SET content = 'walking' WHERE id = 'm1'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(hits(&c, "memories_fts", "runs"), 0);
+        assert_eq!(hits(&c, "memories_fts", "walk"), 1);
+        c.execute("DELETE FROM sessions WHERE id = 's1'", [])
+            .unwrap();
+        assert_eq!(hits(&c, "events_fts", "search"), 0);
+        c.execute_batch(
+            "INSERT INTO memories_fts (memories_fts) VALUES ('integrity-check');
+                         INSERT INTO events_fts (events_fts) VALUES ('integrity-check');",
+        )
+        .unwrap();
     }
 
     #[test]

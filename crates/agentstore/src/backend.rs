@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::model::*;
 use crate::namespace::Namespace;
+use crate::search::{SearchFilter, Target};
 use crate::time::Timestamp;
 
 /// Who is writing, for which tenant, with what request context (for the audit log).
@@ -479,6 +480,42 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+/// A full-text candidate query, built by the engine from a validated
+/// [`crate::search::SearchRequest`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeywordQuery {
+    /// An FTS5 expression built by [`crate::search::fts5_expression`]: quoted terms joined
+    /// by `OR`, never text the user wrote. Pass it to `MATCH` as a bound parameter.
+    pub expression: String,
+    /// The words the expression ORs, for a backend whose full-text syntax is not FTS5.
+    pub terms: Vec<String>,
+    /// Where to look: distinct, non-empty, each one [`SearchFilter::applies_to`].
+    pub targets: Vec<Target>,
+    /// Filters, validated (metadata paths are `[A-Za-z0-9_-]+` segments).
+    pub filter: SearchFilter,
+    /// Most candidates to return over all targets.
+    pub limit: usize,
+    /// Current time: records whose expiry (memories; events: their session's) is at or
+    /// before it are left out, as list calls leave them out.
+    pub now: Timestamp,
+}
+
+/// A record matching a [`KeywordQuery`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// Kind of record.
+    pub target: Target,
+    /// Record id.
+    pub id: String,
+    /// BM25 relevance, higher is better (SQLite's `bm25()` negated).
+    pub score: f64,
+    /// The record's creation time, so the engine can weight by recency without loading
+    /// every candidate.
+    pub created_at: Timestamp,
+    /// A memory's importance (None for chunks and events), for importance weighting.
+    pub importance: Option<f64>,
+}
+
 /// One line of a JSON Lines export: a record and its type.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -700,6 +737,25 @@ pub trait Backend: Send + Sync + 'static {
     fn list_chunks(&self, tenant: &str, document_id: &str) -> Result<Vec<Chunk>>;
     /// A chunk by id.
     fn get_chunk(&self, tenant: &str, id: &str) -> Result<Option<Chunk>>;
+
+    /// The best `q.limit` full-text matches of `q.expression` over `q.targets`, best first
+    /// (ties by target, then id), from one snapshot, with every filter of `q.filter`
+    /// applied in the query:
+    ///
+    /// - namespace prefix, subject: the memory's; a chunk's document's; an event's
+    ///   session's. Agent: the memory's, an event's session's. Session: an event's own, a
+    ///   memory's `source_sessions`. Tags (all of them): memories. Kinds (any of them):
+    ///   memory kind, event kind, a chunk's document type;
+    /// - `from` (inclusive) and `to` (exclusive) on `created_at`;
+    /// - memories: the versions valid at `valid_at` (`valid_from <= t < valid_to`), or
+    ///   the current ones (`valid_to` unset) when it is None; not expired at `q.now`.
+    ///   Events: their session not expired at `q.now`;
+    /// - metadata conditions as documented on [`crate::search::MetadataCondition`]
+    ///   (chunks: their document's metadata).
+    ///
+    /// A filter field a target does not have excludes the target (see
+    /// [`SearchFilter::applies_to`]).
+    fn keyword_candidates(&self, tenant: &str, q: &KeywordQuery) -> Result<Vec<Candidate>>;
 
     /// A checkpoint by id, or the latest of the thread when `id` is None.
     fn get_checkpoint(

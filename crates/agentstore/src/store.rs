@@ -15,6 +15,7 @@ use crate::codec::{
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::namespace::Namespace;
+use crate::search::{self, HitRecord, Ranked, ScoreComponents, SearchHit, SearchRequest, Target};
 use crate::text::chunk_text;
 use crate::time::{Timestamp, now, truncate};
 
@@ -898,6 +899,126 @@ impl Store {
     pub fn delete_document(&self, scope: &Scope, id: &str) -> Result<()> {
         self.write_one(scope, WriteOp::DeleteDocument { id: id.into() })
             .map(|_| ())
+    }
+
+    // ---------------------------------------------------------------- search
+
+    /// One search over memories, chunks and events; see [`crate::search`] for the steps
+    /// and formulas. Keyword (BM25) only in this build: a vector, or mode `vector` or
+    /// `hybrid`, is refused with `invalid_input` on `mode`.
+    ///
+    /// Candidates and records are read in separate snapshots: a record deleted between the
+    /// two is skipped (the next candidate takes its place), and one changed in between is
+    /// returned as it is now.
+    pub fn search(&self, scope: &Scope, req: SearchRequest) -> Result<Vec<SearchHit>> {
+        validate_id("tenant", &scope.tenant)?;
+        let plan = req.plan(&self.limits)?;
+        let Some(expression) = plan.expression else {
+            return Ok(Vec::new());
+        };
+        if plan.targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let at = now();
+        let mut cands = self.backend.keyword_candidates(
+            &scope.tenant,
+            &KeywordQuery {
+                expression,
+                terms: plan.terms,
+                targets: plan.targets,
+                filter: req.filter.clone(),
+                limit: (plan.limit * search::CANDIDATE_FACTOR).max(search::MIN_CANDIDATES),
+                now: at,
+            },
+        )?;
+        let by_key = |a: &Candidate, b: &Candidate| (a.target, &a.id).cmp(&(b.target, &b.id));
+        // Backends promise this order; sorting again keeps ranks independent of that.
+        cands.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| by_key(a, b)));
+        let ranked: Vec<Ranked> = cands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Ranked {
+                keyword: Some((i + 1, c.score)),
+                vector: None,
+            })
+            .collect();
+        let fused = search::fuse(&ranked, &req.fusion);
+        let now_us = crate::time::to_micros(&at);
+        let mut scored: Vec<(Candidate, ScoreComponents, f64)> = cands
+            .into_iter()
+            .zip(ranked)
+            .zip(fused)
+            .map(|((c, r), fused)| {
+                let age_secs =
+                    now_us.saturating_sub(crate::time::to_micros(&c.created_at)) as f64 / 1e6;
+                let recency = req
+                    .recency_half_life_secs
+                    .map(|h| search::recency_factor(age_secs, h));
+                let importance = req
+                    .importance_weight
+                    .zip(c.importance)
+                    .map(|(w, i)| search::importance_factor(w, i));
+                let score = fused * recency.unwrap_or(1.0) * importance.unwrap_or(1.0);
+                let components = ScoreComponents {
+                    keyword: r.keyword.map(|k| k.1),
+                    keyword_rank: r.keyword.map(|k| k.0),
+                    vector: r.vector.map(|v| v.1),
+                    vector_rank: r.vector.map(|v| v.0),
+                    fused,
+                    recency,
+                    importance,
+                };
+                (c, components, score)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| by_key(&a.0, &b.0)));
+
+        let hit = |(c, components, score): (Candidate, ScoreComponents, f64)| {
+            Ok::<_, Error>(
+                self.hit_record(scope, c.target, &c.id)?
+                    .map(|record| SearchHit {
+                        target: c.target,
+                        id: c.id,
+                        score,
+                        components,
+                        record,
+                    }),
+            )
+        };
+        let Some(lambda) = req.mmr_lambda else {
+            let mut hits = Vec::with_capacity(plan.limit);
+            for s in scored {
+                if hits.len() == plan.limit {
+                    break;
+                }
+                hits.extend(hit(s)?);
+            }
+            return Ok(hits);
+        };
+        // MMR compares every candidate with the hits picked, so all of them are loaded.
+        let mut pool = Vec::with_capacity(scored.len());
+        for s in scored {
+            pool.extend(hit(s)?);
+        }
+        let words: Vec<_> = pool
+            .iter()
+            .map(|h| search::word_set(&h.record.searchable_text()))
+            .collect();
+        let relevance: Vec<f64> = pool.iter().map(|h| h.score).collect();
+        let order = search::mmr_order(&relevance, lambda, plan.limit, |i, j| {
+            search::jaccard(&words[i], &words[j])
+        });
+        let mut pool: Vec<Option<SearchHit>> = pool.into_iter().map(Some).collect();
+        Ok(order.into_iter().filter_map(|i| pool[i].take()).collect())
+    }
+
+    fn hit_record(&self, scope: &Scope, target: Target, id: &str) -> Result<Option<HitRecord>> {
+        let t = &scope.tenant;
+        Ok(match target {
+            Target::Memory => self.backend.get_memory(t, id)?.map(HitRecord::Memory),
+            Target::Chunk => self.backend.get_chunk(t, id)?.map(HitRecord::Chunk),
+            Target::Event => self.backend.get_event(t, id)?.map(HitRecord::Event),
+        })
     }
 
     // ---------------------------------------------------------------- checkpoints

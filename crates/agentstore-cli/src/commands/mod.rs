@@ -3,6 +3,7 @@
 mod admin;
 mod migrate;
 mod read;
+mod search;
 mod transfer;
 mod write;
 
@@ -41,6 +42,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
             after,
             all_tenants,
         } => read::audit(cfg, *limit, *after, *all_tenants),
+        Command::Search(req) => search::search(cfg, (**req).clone()),
         Command::Remember(m) => write::remember(cfg, (**m).clone()),
         Command::SessionCreate(s) => write::session_create(cfg, (**s).clone()),
         Command::EventAppend { session_id, event } => {

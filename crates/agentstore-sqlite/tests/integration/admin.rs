@@ -496,7 +496,14 @@ fn maintenance_sweeps_expired_records_and_vacuum_shrinks() {
         .collect();
     assert_eq!(
         steps,
-        ["sweep", "optimize", "checkpoint", "vacuum", "checkpoint"]
+        [
+            "sweep",
+            "fulltext",
+            "optimize",
+            "checkpoint",
+            "vacuum",
+            "checkpoint"
+        ]
     );
     let after = t.store.stats().unwrap();
     assert_eq!(after.entities[3].rows, before.entities[3].rows - 20);

@@ -8,6 +8,7 @@ mod documents;
 mod infra;
 mod memories;
 mod migrations;
+mod search;
 mod sessions;
 mod telemetry;
 mod transfer;

@@ -1,0 +1,11 @@
+DROP TRIGGER events_fts_delete;
+DROP TABLE fts_progress;
+DROP TABLE events_fts;
+DROP TRIGGER chunks_fts_update;
+DROP TRIGGER chunks_fts_delete;
+DROP TRIGGER chunks_fts_insert;
+DROP TABLE chunks_fts;
+DROP TRIGGER memories_fts_update;
+DROP TRIGGER memories_fts_delete;
+DROP TRIGGER memories_fts_insert;
+DROP TABLE memories_fts;
