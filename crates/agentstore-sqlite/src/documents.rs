@@ -4,8 +4,6 @@
 //! deletes all its chunks and inserts the new set in the same transaction, so a reader
 //! never sees chunks of two versions mixed.
 
-use std::collections::BTreeSet;
-
 use agentstore::audit::AuditDraft;
 use agentstore::backend::{DocumentQuery, WriteResult};
 use agentstore::{
@@ -335,31 +333,16 @@ pub(crate) fn record_queries(
     ids: &[String],
     at: Timestamp,
 ) -> Result<WriteResult> {
-    let mut st = tx
-        .prepare_cached(
-            "UPDATE chunks SET query_count = query_count + 1, last_queried_at = ?1
-             WHERE tenant_id = ?2 AND id = ?3",
-        )
-        .db()?;
-    let mut hit = Vec::new();
-    for id in ids.iter().collect::<BTreeSet<_>>() {
-        if st.execute(params![ts(&at), scope.tenant, id]).db()? > 0 {
-            hit.push(id.as_str());
-        }
-    }
-    if let (Some(first), Some(last)) = (hit.first(), hit.last()) {
-        // One entry per call, as for memory reads: this runs on every search.
-        audit::append(
-            tx,
-            scope,
-            AuditDraft::new("chunk.query", "chunk", *first).with_json(serde_json::json!({
-                "count": hit.len(),
-                "first_id": first,
-                "last_id": last,
-            })),
-        )?;
-    }
-    Ok(WriteResult::Count(hit.len() as u64))
+    bump_counters(
+        tx,
+        scope,
+        "UPDATE chunks SET query_count = query_count + 1, last_queried_at = ?1
+         WHERE tenant_id = ?2 AND id = ?3",
+        ids,
+        at,
+        "chunk.query",
+        "chunk",
+    )
 }
 
 // ------------------------------------------------------------------------- reads

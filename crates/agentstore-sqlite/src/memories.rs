@@ -365,32 +365,16 @@ pub(crate) fn touch(
     ids: &[String],
     at: Timestamp,
 ) -> Result<WriteResult> {
-    let mut st = tx
-        .prepare_cached(
-            "UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?1
-             WHERE tenant_id = ?2 AND id = ?3",
-        )
-        .db()?;
-    let mut touched = Vec::new();
-    for id in ids.iter().collect::<BTreeSet<_>>() {
-        if st.execute(params![ts(&at), scope.tenant, id]).db()? > 0 {
-            touched.push(id.as_str());
-        }
-    }
-    if let (Some(first), Some(last)) = (touched.first(), touched.last()) {
-        // One entry per call: reads are recorded on every recall, and an entry per
-        // memory would make the audit log the largest table.
-        audit::append(
-            tx,
-            scope,
-            AuditDraft::new("memory.access", "memory", *first).with_json(serde_json::json!({
-                "count": touched.len(),
-                "first_id": first,
-                "last_id": last,
-            })),
-        )?;
-    }
-    Ok(WriteResult::Count(touched.len() as u64))
+    bump_counters(
+        tx,
+        scope,
+        "UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?1
+         WHERE tenant_id = ?2 AND id = ?3",
+        ids,
+        at,
+        "memory.access",
+        "memory",
+    )
 }
 
 // ------------------------------------------------------------------------- reads

@@ -262,3 +262,39 @@ pub(crate) fn require_scope_tenant(scope: &agentstore::Scope, tenant: &str) -> R
         ))
     }
 }
+
+/// Runs `update_sql` (`?1` = time, `?2` = tenant, `?3` = id) once per distinct id and
+/// appends ONE audit entry for the call naming the count and first / last id: read
+/// counters are bumped on every recall or search, and an entry per record would make
+/// the audit log the largest table. Unknown ids are ignored. Returns the rows changed.
+pub(crate) fn bump_counters(
+    tx: &rusqlite::Connection,
+    scope: &agentstore::Scope,
+    update_sql: &str,
+    ids: &[String],
+    at: agentstore::Timestamp,
+    action: &str,
+    resource_type: &str,
+) -> Result<agentstore::backend::WriteResult> {
+    let mut st = tx.prepare_cached(update_sql).db()?;
+    let mut hit = Vec::new();
+    for id in ids.iter().collect::<std::collections::BTreeSet<_>>() {
+        if st
+            .execute(rusqlite::params![ts(&at), scope.tenant, id])
+            .db()?
+            > 0
+        {
+            hit.push(id.as_str());
+        }
+    }
+    if let (Some(first), Some(last)) = (hit.first(), hit.last()) {
+        crate::audit::append(
+            tx,
+            scope,
+            agentstore::audit::AuditDraft::new(action, resource_type, *first).with_json(
+                serde_json::json!({"count": hit.len(), "first_id": first, "last_id": last}),
+            ),
+        )?;
+    }
+    Ok(agentstore::backend::WriteResult::Count(hit.len() as u64))
+}
