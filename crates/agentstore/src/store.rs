@@ -321,9 +321,11 @@ impl Store {
         self.backend.list_tenants()
     }
 
-    fn require_tenant(&self, scope: &Scope) -> Result<()> {
-        validate_id("tenant", &scope.tenant)?;
-        self.get_tenant(&scope.tenant).map(|_| ())
+    /// Checks the scope's tenant id. Whether the tenant exists is the backend's check,
+    /// inside the write transaction (the `Backend` contract); asking here too would cost
+    /// every write an extra read.
+    fn validate_tenant(scope: &Scope) -> Result<()> {
+        validate_id("tenant", &scope.tenant)
     }
 
     /// The keyed hash under which a subject's external id is stored.
@@ -333,7 +335,7 @@ impl Store {
 
     /// Creates a subject; only the keyed hash of `external_id` is stored.
     pub fn create_subject(&self, scope: &Scope, s: NewSubject) -> Result<Subject> {
-        self.require_tenant(scope)?;
+        Self::validate_tenant(scope)?;
         if s.external_id.is_empty() {
             return Err(Error::invalid("external_id", "must not be empty"));
         }
@@ -403,7 +405,7 @@ impl Store {
 
     /// Registers an agent, or replaces the one with the same id.
     pub fn put_agent(&self, scope: &Scope, a: NewAgent) -> Result<Agent> {
-        self.require_tenant(scope)?;
+        Self::validate_tenant(scope)?;
         a.namespace.validate()?;
         self.label("name", &a.name)?;
         for (f, v) in [
@@ -460,7 +462,7 @@ impl Store {
 
     /// Starts a session.
     pub fn create_session(&self, scope: &Scope, s: NewSession) -> Result<Session> {
-        self.require_tenant(scope)?;
+        Self::validate_tenant(scope)?;
         s.namespace.validate()?;
         self.label("kind", &s.kind)?;
         if let Some(st) = &s.status {
@@ -723,7 +725,7 @@ impl Store {
 
     /// Stores several memories in one transaction.
     pub fn remember_many(&self, scope: &Scope, ms: Vec<NewMemory>) -> Result<Vec<UpsertOutcome>> {
-        self.require_tenant(scope)?;
+        Self::validate_tenant(scope)?;
         self.batch("memories", &ms)?;
         let at = now();
         let ops = ms
@@ -815,7 +817,7 @@ impl Store {
 
     /// Stores a document, chunking it (see [`DocumentOutcome`]).
     pub fn put_document(&self, scope: &Scope, d: NewDocument) -> Result<DocumentOutcome> {
-        self.require_tenant(scope)?;
+        Self::validate_tenant(scope)?;
         d.namespace.validate()?;
         d.chunking.validate()?;
         self.content("content", &d.content, self.limits.max_document_bytes)?;
@@ -1131,7 +1133,7 @@ impl Store {
 
     /// Records model calls.
     pub fn record_usage(&self, scope: &Scope, items: Vec<NewUsage>) -> Result<Vec<UsageRecord>> {
-        self.require_tenant(scope)?;
+        Self::validate_tenant(scope)?;
         self.batch("usage", &items)?;
         let at = now();
         let recs = items
@@ -1226,7 +1228,7 @@ impl Store {
 
     /// Records metric points.
     pub fn record_metrics(&self, scope: &Scope, points: Vec<NewMetricPoint>) -> Result<u64> {
-        self.require_tenant(scope)?;
+        Self::validate_tenant(scope)?;
         self.batch("points", &points)?;
         let at = now();
         let pts = points
@@ -1350,7 +1352,7 @@ impl Store {
         value: Json,
         ttl_ms: Option<u64>,
     ) -> Result<KvEntry> {
-        self.require_tenant(scope)?;
+        Self::validate_tenant(scope)?;
         self.kv_key(key)?;
         self.json("value", &value)?;
         let at = now();
@@ -1383,7 +1385,7 @@ impl Store {
 
     /// Adds to a counter; a new key gets the TTL (fixed-window rate limits).
     pub fn kv_incr(&self, scope: &Scope, key: &str, by: i64, ttl_ms: Option<u64>) -> Result<i64> {
-        self.require_tenant(scope)?;
+        Self::validate_tenant(scope)?;
         self.kv_key(key)?;
         let at = now();
         match self.write_one(
@@ -1459,7 +1461,7 @@ impl Store {
         holder: &str,
         ttl_ms: u64,
     ) -> Result<Lock> {
-        self.require_tenant(scope)?;
+        Self::validate_tenant(scope)?;
         self.label("name", name)?;
         self.label("holder", holder)?;
         if ttl_ms == 0 {
