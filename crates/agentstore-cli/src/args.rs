@@ -45,6 +45,45 @@ pub struct RawArgs {
     #[arg(long, global = true, value_enum, default_value_t = DurabilityArg::Full)]
     pub durability: DurabilityArg,
 
+    /// Directory of a local sentence-embedding model (config.json, tokenizer.json,
+    /// model.safetensors; `scripts/fetch-model.sh` puts all-MiniLM-L6-v2 in
+    /// .models/all-MiniLM-L6-v2). Memories and chunks are then embedded on write and
+    /// searches become hybrid (keyword + vector) by default.
+    #[arg(long, global = true, env = "AGENTSTORE_MODEL_DIR", value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+
+    /// Base URL of an OpenAI-compatible embeddings endpoint (instead of --model-dir), e.g.
+    /// http://127.0.0.1:8080/v1; the key comes from AGENTSTORE_EMBEDDING_API_KEY.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTSTORE_EMBEDDING_URL",
+        value_name = "URL"
+    )]
+    pub embedding_url: Option<String>,
+
+    /// Model name sent to the embeddings endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTSTORE_EMBEDDING_MODEL",
+        value_name = "NAME"
+    )]
+    pub embedding_model: Option<String>,
+
+    /// Dimension of the endpoint model's vectors.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTSTORE_EMBEDDING_DIM",
+        value_name = "N"
+    )]
+    pub embedding_dim: Option<usize>,
+
+    /// Embed events' content too (off by default: appends stay fast).
+    #[arg(long, global = true, env = "AGENTSTORE_EMBED_EVENTS")]
+    pub embed_events: bool,
+
     #[command(subcommand)]
     pub command: RawCommand,
 }
@@ -180,6 +219,63 @@ pub enum RawCommand {
         /// Favour recent records: a score halves every SECS seconds of age.
         #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
         half_life: Option<f64>,
+        /// keyword (BM25), vector, or hybrid [default: hybrid with an embedder, else
+        /// keyword].
+        #[arg(long, value_enum, value_name = "MODE")]
+        mode: Option<ModeArg>,
+        /// Weighted fusion instead of reciprocal rank fusion: the keyword list's weight
+        /// (the vector list gets 1 - W).
+        #[arg(long, value_name = "W")]
+        keyword_weight: Option<f64>,
+        /// Multiply a memory's score by 1 + W x importance.
+        #[arg(long, value_name = "W")]
+        importance_weight: Option<f64>,
+        /// Diversify by maximal marginal relevance (1: relevance only, 0: diversity only).
+        #[arg(long, value_name = "LAMBDA")]
+        mmr: Option<f64>,
+        /// Search breadth of the vector index (larger: slower, closer to exact).
+        #[arg(long, value_name = "N")]
+        ef: Option<usize>,
+        /// Compare with every vector instead of using the index.
+        #[arg(long)]
+        exact: bool,
+    },
+    /// Embed every record that has no vector of the configured model yet, in every
+    /// tenant, then (unless --keep-old) delete the vectors of other models. Readers keep
+    /// searching with the old model's vectors until they are deleted.
+    Reembed {
+        /// Keep the vectors of other models.
+        #[arg(long)]
+        keep_old: bool,
+        /// Records per batch (one transaction each).
+        #[arg(long, value_name = "N", default_value_t = 256)]
+        batch: usize,
+    },
+    /// Load text, Markdown and JSON Lines files as documents for retrieval (RAG).
+    ///
+    /// Directories are walked recursively; a changed file replaces its document, an
+    /// unchanged one is left alone. Every file is checked before anything is written.
+    Ingest {
+        /// Files or directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Namespace of the documents, as a/b [default: the root].
+        #[arg(long, value_name = "a/b")]
+        namespace: Option<String>,
+        /// Document type instead of the format's (text, markdown, jsonl).
+        #[arg(long, value_name = "T")]
+        doc_type: Option<String>,
+        /// Longest chunk, in characters (16 to 100000) [default: 1000].
+        #[arg(long, value_name = "N")]
+        chunk_size: Option<usize>,
+        /// Characters shared by neighbouring chunks, less than half the chunk size
+        /// [default: 100, or a tenth of --chunk-size when only that is given].
+        #[arg(long, value_name = "N")]
+        chunk_overlap: Option<usize>,
+        /// Only files in directories whose name (or, for a pattern with `/`, path below
+        /// the directory) matches; `*`, `?` and `**`; repeat for several.
+        #[arg(long, value_name = "PATTERN")]
+        glob: Vec<String>,
     },
     /// Store a memory (an upsert when --key is given).
     Remember {
@@ -205,6 +301,17 @@ pub enum RawCommand {
         #[command(subcommand)]
         action: EventAction,
     },
+}
+
+/// `search --mode` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// BM25 full text.
+    Keyword,
+    /// Nearest vectors.
+    Vector,
+    /// Both, fused.
+    Hybrid,
 }
 
 /// `search --target` values.

@@ -8,15 +8,16 @@ use std::path::PathBuf;
 
 use agentstore::backend::{EventQuery, MemoryQuery, SessionQuery};
 use agentstore::codec::validate_id;
-use agentstore::search::{SearchFilter, SearchRequest, Target};
+use agentstore::search::{Fusion, SearchFilter, SearchMode, SearchRequest, Target};
+use agentstore::text::ChunkOptions;
 use agentstore::{
     Error, Limits, Namespace, NewEvent, NewMemory, NewSession, Result, Scope, Timestamp,
 };
 use agentstore_sqlite::Durability;
 
 use crate::args::{
-    DurabilityArg, EventAction, MemoryAction, MigrateAction, RawArgs, RawCommand, SessionAction,
-    TargetArg,
+    DurabilityArg, EventAction, MemoryAction, MigrateAction, ModeArg, RawArgs, RawCommand,
+    SessionAction, TargetArg,
 };
 
 /// Largest page the engine serves in one call.
@@ -35,8 +36,28 @@ pub struct Config {
     pub actor: String,
     /// Commit durability.
     pub durability: Durability,
+    /// Where vectors come from (None: only vectors the caller sends).
+    pub embedding: Option<EmbeddingConfig>,
+    /// Embed events too.
+    pub embed_events: bool,
     /// What to do.
     pub command: Command,
+}
+
+/// The embedder a command's store uses.
+#[derive(Debug, Clone)]
+pub enum EmbeddingConfig {
+    /// A local model directory.
+    Local(PathBuf),
+    /// An OpenAI-compatible endpoint.
+    Endpoint {
+        /// Base URL.
+        url: String,
+        /// Model name.
+        model: String,
+        /// Vector length.
+        dimension: usize,
+    },
 }
 
 /// Where `import` reads from.
@@ -46,6 +67,21 @@ pub enum Input {
     Stdin,
     /// A file.
     File(PathBuf),
+}
+
+/// What `ingest` loads and how.
+#[derive(Debug)]
+pub struct IngestRequest {
+    /// Files and directories as given.
+    pub paths: Vec<PathBuf>,
+    /// Namespace of every document.
+    pub namespace: Namespace,
+    /// Overrides the format's document type (a JSON Lines line's own `doc_type` wins).
+    pub doc_type: Option<String>,
+    /// Chunking of every document.
+    pub chunking: ChunkOptions,
+    /// Patterns a file found in a directory must match (any of them); empty: all.
+    pub globs: Vec<String>,
 }
 
 /// A resolved subcommand, carrying library request types where one exists.
@@ -96,7 +132,12 @@ pub enum Command {
         all_tenants: bool,
     },
     Search(Box<SearchRequest>),
+    Reembed {
+        keep_old: bool,
+        batch: usize,
+    },
     Remember(Box<NewMemory>),
+    Ingest(Box<IngestRequest>),
     SessionCreate(Box<NewSession>),
     EventAppend {
         session_id: String,
@@ -127,7 +168,9 @@ impl Command {
             Command::MemoryKey { .. } => "memory key",
             Command::Audit { .. } => "audit",
             Command::Search(_) => "search",
+            Command::Reembed { .. } => "reembed",
             Command::Remember(_) => "remember",
+            Command::Ingest(_) => "ingest",
             Command::SessionCreate(_) => "session create",
             Command::EventAppend { .. } => "event append",
         }
@@ -154,7 +197,41 @@ impl Config {
                 None => "cli".to_owned(),
             },
         };
+        let embedding = match (raw.model_dir, raw.embedding_url) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "model-dir",
+                    "give either --model-dir or --embedding-url, not both",
+                ));
+            }
+            (Some(dir), None) => Some(EmbeddingConfig::Local(dir)),
+            (None, Some(url)) => {
+                let model = raw
+                    .embedding_model
+                    .filter(|m| !m.trim().is_empty())
+                    .ok_or_else(|| {
+                        Error::invalid("embedding-model", "an endpoint needs --embedding-model")
+                    })?;
+                let dimension = raw
+                    .embedding_dim
+                    .filter(|d| (1..=agentstore::embedding::MAX_DIMENSION).contains(d))
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "embedding-dim",
+                            "an endpoint needs --embedding-dim between 1 and 8192",
+                        )
+                    })?;
+                Some(EmbeddingConfig::Endpoint {
+                    url,
+                    model,
+                    dimension,
+                })
+            }
+            (None, None) => None,
+        };
         Ok(Config {
+            embedding,
+            embed_events: raw.embed_events,
             data_dir: raw.data_dir,
             json: raw.json,
             tenant: raw.tenant,
@@ -253,10 +330,26 @@ fn resolve_command(raw: RawCommand) -> Result<Command> {
             session,
             limit,
             half_life,
+            mode,
+            keyword_weight,
+            importance_weight,
+            mmr,
+            ef,
+            exact,
         } => {
             if let Some(s) = &session {
                 validate_id("session", s)?;
             }
+            let fusion = match keyword_weight {
+                None => Fusion::default(),
+                Some(w) if (0.0..=1.0).contains(&w) => Fusion::Weighted {
+                    keyword: w,
+                    vector: 1.0 - w,
+                },
+                Some(_) => {
+                    return Err(Error::invalid("keyword-weight", "must be between 0 and 1"));
+                }
+            };
             let req = SearchRequest {
                 targets: target
                     .into_iter()
@@ -277,11 +370,28 @@ fn resolve_command(raw: RawCommand) -> Result<Command> {
                 },
                 limit: limit_of(limit)?,
                 recency_half_life_secs: half_life,
+                mode: mode.map(|m| match m {
+                    ModeArg::Keyword => SearchMode::Keyword,
+                    ModeArg::Vector => SearchMode::Vector,
+                    ModeArg::Hybrid => SearchMode::Hybrid,
+                }),
+                fusion,
+                importance_weight,
+                mmr_lambda: mmr,
+                ef,
+                exact,
                 ..SearchRequest::text(text)
             };
-            // The store is opened with the default limits, so these are the ones it applies.
-            req.validate(&Limits::default())?;
+            // The store is opened with the default limits, so these are the ones it applies;
+            // whether it can embed query text is known only once it is opened.
+            req.validate(&Limits::default(), true)?;
             Command::Search(Box::new(req))
+        }
+        RawCommand::Reembed { keep_old, batch } => {
+            if batch == 0 || batch > 10_000 {
+                return Err(Error::invalid("batch", "must be 1 to 10000"));
+            }
+            Command::Reembed { keep_old, batch }
         }
         RawCommand::Remember {
             content,
@@ -299,6 +409,36 @@ fn resolve_command(raw: RawCommand) -> Result<Command> {
             }
             Command::Remember(Box::new(m))
         }
+        RawCommand::Ingest {
+            paths,
+            namespace,
+            doc_type,
+            chunk_size,
+            chunk_overlap,
+            glob,
+        } => Command::Ingest(Box::new(IngestRequest {
+            paths,
+            namespace: namespace
+                .as_deref()
+                .map(Namespace::parse_path)
+                .transpose()?
+                .unwrap_or_else(Namespace::root),
+            doc_type: doc_type.map(check_doc_type).transpose()?,
+            chunking: chunking_of(chunk_size, chunk_overlap)?,
+            globs: glob
+                .into_iter()
+                .map(|g| {
+                    if g.is_empty() || g.chars().any(char::is_control) {
+                        Err(Error::invalid(
+                            "glob",
+                            "must be a non-empty pattern without control characters",
+                        ))
+                    } else {
+                        Ok(g)
+                    }
+                })
+                .collect::<Result<_>>()?,
+        })),
         RawCommand::Session {
             action: SessionAction::Create { kind, title },
         } => {
@@ -335,6 +475,49 @@ fn limit_of(n: usize) -> Result<usize> {
             format!("must be between 1 and {MAX_LIMIT}"),
         ))
     }
+}
+
+/// The store applies the same rule; checking here names the flag and fails before any
+/// file is read.
+fn check_doc_type(t: String) -> Result<String> {
+    if t.trim().is_empty() || t.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "doc_type",
+            "must be non-empty text without control characters",
+        ));
+    }
+    if t.len() > Limits::default().max_short_field {
+        return Err(Error::invalid("doc_type", "is too long"));
+    }
+    Ok(t)
+}
+
+/// A chunk size alone keeps the default overlap's proportion (a tenth), so
+/// `--chunk-size 100` works without also lowering `--chunk-overlap`.
+fn chunking_of(size: Option<usize>, overlap: Option<usize>) -> Result<ChunkOptions> {
+    let default = ChunkOptions::default();
+    let opts = ChunkOptions {
+        size: size.unwrap_or(default.size),
+        overlap: overlap.unwrap_or(match size {
+            Some(s) => s / 10,
+            None => default.overlap,
+        }),
+    };
+    // Same bounds as `ChunkOptions::validate`, worded with the flags the user typed.
+    if !(16..=100_000).contains(&opts.size) {
+        return Err(Error::invalid(
+            "chunk_size",
+            "must be between 16 and 100000 characters",
+        ));
+    }
+    if opts.overlap * 2 >= opts.size {
+        return Err(Error::invalid(
+            "chunk_overlap",
+            format!("must be less than half of the chunk size ({})", opts.size),
+        ));
+    }
+    opts.validate()?;
+    Ok(opts)
 }
 
 fn parse_time(s: &str) -> Result<Timestamp> {
@@ -390,6 +573,42 @@ mod tests {
         assert_eq!(code(&["search", " "]), "invalid_input");
         assert_eq!(code(&["search", "x", "--session", "a b"]), "invalid_input");
         assert_eq!(code(&["search", "x", "--limit", "1001"]), "invalid_input");
+        assert_eq!(code(&["ingest", "d", "--chunk-size", "8"]), "invalid_input");
+        assert_eq!(
+            code(&[
+                "ingest",
+                "d",
+                "--chunk-size",
+                "100",
+                "--chunk-overlap",
+                "50"
+            ]),
+            "invalid_input"
+        );
+        assert_eq!(code(&["ingest", "d", "--doc-type", " "]), "invalid_input");
+        assert_eq!(
+            code(&["ingest", "d", "--namespace", "a//b"]),
+            "invalid_input"
+        );
+        assert_eq!(code(&["ingest", "d", "--glob", ""]), "invalid_input");
+    }
+
+    #[test]
+    fn ingest_chunking_defaults() {
+        let chunking = |args: &[&str]| match resolve(args).unwrap().command {
+            Command::Ingest(r) => (r.chunking.size, r.chunking.overlap),
+            other => panic!("expected ingest, got {other:?}"),
+        };
+        assert_eq!(chunking(&["ingest", "d"]), (1000, 100));
+        assert_eq!(chunking(&["ingest", "d", "--chunk-size", "200"]), (200, 20));
+        assert_eq!(
+            chunking(&["ingest", "d", "--chunk-size", "200", "--chunk-overlap", "0"]),
+            (200, 0)
+        );
+        assert_eq!(
+            chunking(&["ingest", "d", "--chunk-overlap", "10"]),
+            (1000, 10)
+        );
     }
 
     #[test]

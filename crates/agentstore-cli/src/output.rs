@@ -163,6 +163,23 @@ pub fn or_dash(s: Option<&str>) -> String {
     s.unwrap_or("-").to_owned()
 }
 
+/// A progress bar on stderr, or a hidden one when stderr is not a terminal (logs, CI)
+/// or output is for machines. `len` None gives a spinner.
+pub fn progress(json: bool, len: Option<u64>, template: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    let target = if json || !io::stderr().is_terminal() {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let style = ProgressStyle::with_template(template).unwrap_or_else(|_| match len {
+        Some(_) => ProgressStyle::default_bar(),
+        None => ProgressStyle::default_spinner(),
+    });
+    ProgressBar::with_draw_target(len, target).with_style(style)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,7 +124,7 @@ fn init_writes_and_reads_back() {
     assert!(out.contains("tenant    default (created)"), "{out}");
     let again = json(&data, &["init"]);
     assert_eq!(again["tenant_created"], false);
-    assert_eq!(again["schema_version"], 3);
+    assert_eq!(again["schema_version"], 4);
 
     let sid = ok(
         &data,
@@ -254,7 +254,7 @@ fn remember_memories_and_stats() {
     assert_eq!(rows("session"), 1);
     assert_eq!(rows("event"), 2);
     assert_eq!(rows("memor"), 3, "two versions of the key and one fact");
-    assert_eq!(stats["schema_version"], 3);
+    assert_eq!(stats["schema_version"], 4);
     let text = ok(&data, &["stats"]);
     assert!(
         text.contains("ENTITY") && text.contains("agentstore.db"),
@@ -363,7 +363,7 @@ fn backup_verify_restore() {
 
     let c = tmp.path().join("c");
     let restored = json(&c, &["restore", backup.to_str().unwrap()]);
-    assert_eq!(restored["manifest"]["schema_version"], 3);
+    assert_eq!(restored["manifest"]["schema_version"], 4);
     assert_eq!(ok(&c, &["export"]), ok(&a, &["export"]));
     assert!(ok(&c, &["events", &sid]).contains("how can I help"));
     // Restoring over an existing store needs --force.
@@ -393,7 +393,7 @@ fn migrate_status_down_up() {
     let st = json(&data, &["migrate", "status"]);
     assert_eq!(
         (st["current"].as_i64(), st["latest"].as_i64()),
-        (Some(3), Some(3))
+        (Some(4), Some(4))
     );
     assert!(
         st["migrations"]
@@ -404,8 +404,8 @@ fn migrate_status_down_up() {
     );
 
     let down = json(&data, &["migrate", "down"]);
-    assert_eq!(down["rolled_back"], serde_json::json!([3]));
-    assert_eq!(down["current"], 2);
+    assert_eq!(down["rolled_back"], serde_json::json!([4]));
+    assert_eq!(down["current"], 3);
     assert!(ok(&data, &["migrate", "status"]).contains("pending"));
     // The store refuses to open with a pending migration; that is not the user's input
     // being wrong, so the exit code is 1.
@@ -417,7 +417,7 @@ fn migrate_status_down_up() {
     assert_eq!(code, 2);
 
     let up = json(&data, &["migrate", "up"]);
-    assert_eq!(up["applied"], serde_json::json!([3]));
+    assert_eq!(up["applied"], serde_json::json!([4]));
     assert_eq!(
         json(&data, &["sessions"])["items"]
             .as_array()
@@ -648,4 +648,250 @@ fn sample_imports_and_exports_unchanged() {
     );
     assert_eq!(events["items"].as_array().unwrap().len(), 5);
     assert!(events["next"].is_string());
+}
+
+/// Rows of the first entity whose name starts with `entity`, from `stats`.
+fn stat_rows(data: &Path, entity: &str) -> u64 {
+    let stats = json(data, &["stats"]);
+    stats["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["entity"].as_str().is_some_and(|n| n.starts_with(entity)))
+        .unwrap_or_else(|| panic!("no {entity} in {stats}"))["rows"]
+        .as_u64()
+        .unwrap()
+}
+
+fn chunk_hits(data: &Path, word: &str) -> Vec<Value> {
+    json(data, &["search", word, "--target", "chunk"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A directory of each supported format, plus files that are skipped.
+fn corpus(dir: &Path) -> PathBuf {
+    let docs = dir.join("docs");
+    fs_err::create_dir_all(docs.join("sub")).unwrap();
+    fs_err::create_dir_all(docs.join(".git")).unwrap();
+    let write = |name: &str, text: &str| fs_err::write(docs.join(name), text).unwrap();
+    write(
+        "guide.md",
+        "Intro line.\n\n# Installing the zephyrine tool\n\nRun the installer. Then restart.\n",
+    );
+    write(
+        "notes.txt",
+        "Notes about quokka habitats. They live on islands.",
+    );
+    write(
+        "faq.jsonl",
+        "{\"id\": \"q1\", \"title\": \"Reset\", \"text\": \"Reset your password from the login page.\"}\n\
+         \n\
+         {\"content\": \"Invoices are sent monthly.\", \"metadata\": {\"lang\": \"en\"}, \"doc_type\": \"faq\"}\n\
+         {\"id\": 7, \"text\": \"Support answers within a day.\", \"source\": \"https://help.example/7\"}\n",
+    );
+    write("sub/deeper.text", "A nested document about marmots.");
+    write(".hidden.md", "# Secret\n\nNot to be ingested.");
+    write(".git/config.txt", "not ingested either");
+    write("logo.png", "not text");
+    write("empty.txt", "");
+    write("blank.md", "  \n\n ");
+    docs
+}
+
+#[test]
+fn ingest_reingest_and_replace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&data, &["init"]);
+    let docs = corpus(tmp.path());
+    let docs_arg = docs.to_str().unwrap();
+
+    let first = json(&data, &["ingest", docs_arg]);
+    assert_eq!(first["documents"]["created"], 6, "{first:#}");
+    assert_eq!(first["documents"]["replaced"], 0);
+    assert_eq!(first["documents"]["unchanged"], 0);
+    assert_eq!(first["files_read"], 4, "{first:#}");
+    assert_eq!(first["files_skipped"], 5, "{first:#}");
+    assert_eq!(first["files_seen"], 9);
+    assert_eq!(first["skipped"]["hidden"], 2);
+    assert_eq!(first["skipped"]["unsupported_type"], 1);
+    assert_eq!(first["skipped"]["empty"], 2);
+    let total_bytes: u64 = first["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(first["bytes_read"].as_u64(), Some(total_bytes));
+    let chunks = stat_rows(&data, "chunk");
+    assert_eq!(first["chunks_written"].as_u64(), Some(chunks));
+    assert_eq!(stat_rows(&data, "document"), 6);
+
+    // Files in sorted order, each with its canonical path and its documents.
+    let files = first["files"].as_array().unwrap();
+    let canonical = fs_err::canonicalize(&docs).unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let expected: Vec<String> = ["faq.jsonl", "guide.md", "notes.txt", "sub/deeper.text"]
+        .iter()
+        .map(|n| canonical.join(n).to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, expected);
+    let faq = &files[0]["documents"];
+    let sources: Vec<&str> = faq
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["source_path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            format!("{}#q1", expected[0]),
+            format!("{}#3", expected[0]),
+            format!("{}#7", expected[0]),
+        ]
+    );
+    assert_eq!(faq[1]["line"], 3, "line numbers count blank lines");
+
+    // Titles and types as the formats define them.
+    let hit = &chunk_hits(&data, "zephyrine")[0];
+    let doc_id = hit["record"]["document_id"].as_str().unwrap().to_owned();
+    assert_eq!(files[1]["documents"][0]["id"], doc_id.as_str());
+    assert_eq!(chunk_hits(&data, "zephyrine").len(), 1);
+    let kinds = |k: &str| {
+        json(&data, &["search", "page monthly day", "--kind", k])
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!((kinds("jsonl"), kinds("faq")), (2, 1));
+    assert_eq!(chunk_hits(&data, "marmots").len(), 1);
+
+    // Re-ingesting from another directory by a relative path changes nothing.
+    let audit_before = stat_rows(&data, "audit");
+    let again = cli(&data)
+        .current_dir(tmp.path())
+        .args(["--json", "ingest", "docs"])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", describe(&["ingest"], &again));
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["documents"]["created"], 0, "{again:#}");
+    assert_eq!(again["documents"]["replaced"], 0);
+    assert_eq!(again["documents"]["unchanged"], 6);
+    assert_eq!(again["chunks_written"], 0);
+    assert_eq!(stat_rows(&data, "chunk"), chunks);
+    assert_eq!(stat_rows(&data, "audit"), audit_before, "no audit entries");
+
+    // A changed file replaces its document and its chunks.
+    fs_err::write(
+        docs.join("notes.txt"),
+        "Notes about wombats now. Entirely rewritten.",
+    )
+    .unwrap();
+    let text = ok(&data, &["ingest", docs_arg]);
+    assert!(
+        text.starts_with("ingested 4 files (")
+            && text.contains("0 documents created, 1 replaced, 5 unchanged; 1 chunks written"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skipped 5 files: 2 hidden, 1 unsupported type, 2 empty"),
+        "{text}"
+    );
+    assert!(
+        chunk_hits(&data, "quokka").is_empty(),
+        "old chunks are gone"
+    );
+    assert_eq!(chunk_hits(&data, "wombats").len(), 1);
+    assert_eq!(stat_rows(&data, "document"), 6);
+    assert_eq!(stat_rows(&data, "chunk"), chunks);
+
+    // A named file is read even when hidden; --glob filters directory walks only.
+    let named = json(
+        &data,
+        &["ingest", docs.join(".hidden.md").to_str().unwrap()],
+    );
+    assert_eq!(named["documents"]["created"], 1);
+    let globbed = json(&data, &["ingest", docs_arg, "--glob", "sub/**/*.text"]);
+    assert_eq!(globbed["files_read"], 1, "{globbed:#}");
+    // faq.jsonl, guide.md, notes.txt, and the empty .txt and blank .md.
+    assert_eq!(globbed["skipped"]["glob"], 5, "{globbed:#}");
+}
+
+#[test]
+fn ingest_rejects_bad_input_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&data, &["init"]);
+    let docs = tmp.path().join("docs");
+    fs_err::create_dir_all(&docs).unwrap();
+    fs_err::write(docs.join("a.txt"), "A good file that sorts first.").unwrap();
+    fs_err::write(
+        docs.join("b.jsonl"),
+        "{\"text\": \"fine\"}\n\n{\"text\": \"broken\"\n",
+    )
+    .unwrap();
+    let docs_arg = docs.to_str().unwrap();
+    let (stderr, code) = fails(&data, &["ingest", docs_arg], "invalid_input");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("b.jsonl line 3: "), "{stderr}");
+    assert_eq!(stat_rows(&data, "document"), 0, "nothing written");
+    assert_eq!(stat_rows(&data, "chunk"), 0);
+
+    let bad = |jsonl: &str, expect: &str| {
+        fs_err::write(docs.join("b.jsonl"), jsonl).unwrap();
+        let (stderr, code) = fails(&data, &["ingest", docs_arg], "invalid_input");
+        assert_eq!(code, 2);
+        assert!(stderr.contains(expect), "{stderr}");
+    };
+    bad(
+        "{\"id\": \"x\", \"text\": \"one\"}\n{\"id\": \"x\", \"text\": \"two\"}\n",
+        "b.jsonl line 2: invalid id: the same as on line 1",
+    );
+    bad(
+        "{\"title\": \"no text\"}\n",
+        "line 1: invalid line: has neither",
+    );
+    bad(
+        "{\"text\": \"x\", \"metadata\": [1]}\n",
+        "line 1: invalid metadata",
+    );
+    bad(
+        "{\"text\": \"  \"}\n",
+        "line 1: invalid text: must not be empty",
+    );
+    assert_eq!(stat_rows(&data, "document"), 0);
+
+    let (stderr, code) = fails(
+        &data,
+        &["ingest", tmp.path().join("nope").to_str().unwrap()],
+        "not_found",
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("nope"), "{stderr}");
+    fs_err::write(docs.join("x.pdf"), "%PDF").unwrap();
+    fails(
+        &data,
+        &["ingest", docs.join("x.pdf").to_str().unwrap()],
+        "invalid_input",
+    );
+    fs_err::write(docs.join("b.jsonl"), "").unwrap();
+
+    // Larger than max_document_bytes (32 MiB): refused by size, naming the file.
+    let big = docs.join("big.txt");
+    fs_err::File::create(&big)
+        .unwrap()
+        .set_len((32 << 20) + 1)
+        .unwrap();
+    let (stderr, code) = fails(&data, &["ingest", docs_arg], "too_large");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("big.txt: document is"), "{stderr}");
+    assert_eq!(stat_rows(&data, "document"), 0);
+    fs_err::remove_file(&big).unwrap();
+
+    let fine = json(&data, &["ingest", docs_arg]);
+    assert_eq!(fine["documents"]["created"], 1, "{fine:#}");
 }

@@ -9,6 +9,9 @@
 //! - [`Cached`]: wraps either of them with an in-memory cache keyed by model and the SHA-256
 //!   of the text, so repeated texts are embedded once.
 //!
+//! Each of them also implements [`agentstore::Embedder`], so it can be handed to
+//! [`agentstore::Store::with_embedder`].
+//!
 //! Vectors a caller computed elsewhere need no embedder: describe their model with a
 //! [`ModelInfo`] and check each one with [`ModelInfo::check_vector`].
 //!
@@ -134,6 +137,46 @@ impl<E: Embedder + ?Sized> Embedder for Arc<E> {
     }
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         (**self).embed(texts)
+    }
+}
+
+impl From<EmbedError> for agentstore::Error {
+    fn from(e: EmbedError) -> Self {
+        agentstore::Error::Embedding {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The engine's view of an embedder ([`agentstore::Embedder`], which a
+/// [`agentstore::Store`] calls on writes and searches), for every embedder of this crate.
+macro_rules! store_embedder {
+    ($($t:ty),* $(,)?) => {$(
+        impl agentstore::Embedder for $t {
+            fn model_id(&self) -> &str {
+                &Embedder::model(self).id
+            }
+            fn dimension(&self) -> usize {
+                Embedder::model(self).dimension
+            }
+            fn embed(&self, texts: &[&str]) -> agentstore::Result<Vec<Vec<f32>>> {
+                Ok(Embedder::embed(self, texts)?)
+            }
+        }
+    )*};
+}
+store_embedder!(BertEmbedder, OpenAiCompatible);
+
+impl<E: Embedder> agentstore::Embedder for Cached<E> {
+    fn model_id(&self) -> &str {
+        &Embedder::model(self).id
+    }
+    fn dimension(&self) -> usize {
+        Embedder::model(self).dimension
+    }
+    fn embed(&self, texts: &[&str]) -> agentstore::Result<Vec<Vec<f32>>> {
+        Ok(Embedder::embed(self, texts)?)
     }
 }
 

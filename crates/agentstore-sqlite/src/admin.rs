@@ -40,6 +40,7 @@ const ENTITY_TABLES: &[&str] = &[
     "audit_log",
     "kv_entries",
     "locks",
+    "vectors",
 ];
 
 /// How many problems a failed check lists before summarising the rest.
@@ -120,7 +121,7 @@ fn dir_len(p: &Path) -> u64 {
 }
 
 /// Database plus write-ahead log: what maintenance can shrink.
-fn store_bytes(dir: &DataDir) -> u64 {
+pub(crate) fn store_bytes(dir: &DataDir) -> u64 {
     let db = dir.db_path();
     file_len(&db) + file_len(&suffixed(&db, "-wal"))
 }
@@ -142,7 +143,54 @@ fn verify_with(c: &Connection, allow_pending: bool) -> Result<VerifyReport> {
     check_schema(c, allow_pending, &mut r)?;
     check_audit_chain(c, &mut r)?;
     check_event_seq(c, &mut r)?;
+    check_vectors(c, &mut r)?;
     Ok(r)
+}
+
+/// Every stored vector has its model's length and belongs to an existing record of its
+/// own tenant (the delete triggers of migration 0004 keep it so; a raw edit may not).
+fn check_vectors(c: &Connection, r: &mut VerifyReport) -> Result<()> {
+    let exists: bool = c
+        .prepare("SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'vectors'")
+        .db()?
+        .query_row([], |row| row.get(0))
+        .db()?;
+    if !exists {
+        return Ok(());
+    }
+    let bad_len: i64 = c
+        .prepare(
+            "SELECT COUNT(*) FROM vectors v JOIN vector_models m ON m.model = v.model
+             WHERE length(v.vector) != 4 * m.dimension",
+        )
+        .db()?
+        .query_row([], |row| row.get(0))
+        .db()?;
+    let mut orphans = 0i64;
+    for (target, table) in [
+        ("memory", "memories"),
+        ("chunk", "chunks"),
+        ("event", "events"),
+    ] {
+        orphans += c
+            .prepare(&format!(
+                "SELECT COUNT(*) FROM vectors v WHERE v.target = ?1 AND NOT EXISTS
+                   (SELECT 1 FROM {table} r WHERE r.rid = v.record_rid AND r.tenant_id = v.tenant_id)"
+            ))
+            .db()?
+            .query_row([target], |row| row.get::<_, i64>(0))
+            .db()?;
+    }
+    r.push(
+        "vectors",
+        bad_len == 0 && orphans == 0,
+        if bad_len == 0 && orphans == 0 {
+            "every vector has its model's dimension and a record".to_owned()
+        } else {
+            format!("{bad_len} vector(s) of the wrong length, {orphans} without their record")
+        },
+    );
+    Ok(())
 }
 
 fn check_integrity(c: &Connection, r: &mut VerifyReport) -> Result<()> {

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod ann;
 mod audit;
 mod checkpoints;
 mod conn;
@@ -49,6 +50,7 @@ mod sql;
 mod telemetry;
 mod tenants;
 mod transfer;
+mod vectors;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -64,6 +66,8 @@ pub use conn::{DataDir, Durability, OpenOptions, pragmas};
 pub struct SqliteBackend {
     conns: conn::Connections,
     dir: DataDir,
+    /// The vector indexes, derived from the `vectors` table (see `ann.rs`).
+    ann: ann::Ann,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -88,7 +92,31 @@ impl SqliteBackend {
     pub fn open(opts: &OpenOptions) -> Result<Self> {
         let dir = DataDir::new(&opts.data_dir);
         let conns = conn::Connections::open(&dir, opts)?;
-        Ok(SqliteBackend { conns, dir })
+        let ann = ann::Ann::new(dir.index_dir());
+        Ok(SqliteBackend { conns, dir, ann })
+    }
+
+    /// Brings the in-memory vector indexes up to every committed vector.
+    fn sync_vectors(&self) -> Result<()> {
+        self.conns.read(|c| self.ann.sync(c))
+    }
+
+    /// Snapshots the vector indexes and, when every declared model's index is loaded and
+    /// saved, drops the log entries all snapshots hold. Returns a line for reports.
+    pub(crate) fn snapshot_vectors(&self) -> Result<String> {
+        self.sync_vectors()?;
+        let through = self.ann.save_all()?;
+        let loaded = self.ann.counts().len();
+        let declared = self.read(vectors::models)?.len();
+        match through {
+            Some(w) if loaded == declared => {
+                let n = self.conns.write(|tx| ann::truncate_log(tx, w))?;
+                Ok(format!(
+                    "vectors: {loaded} index(es) snapshotted; {n} log entries dropped"
+                ))
+            }
+            _ => Ok(format!("vectors: {loaded} index(es) snapshotted")),
+        }
     }
 
     /// The data directory.
@@ -117,11 +145,18 @@ impl Backend for SqliteBackend {
     }
 
     fn write(&self, scope: &Scope, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>> {
-        self.conns.write(|tx| {
+        let vectors = ops.iter().any(write::adds_vectors);
+        let out = self.conns.write(|tx| {
             ops.into_iter()
                 .map(|op| write::apply(tx, scope, op))
                 .collect()
-        })
+        })?;
+        // Index new vectors now, so the next search does not pay for them; deletes are
+        // cheap and are picked up by the search itself.
+        if vectors {
+            self.sync_vectors()?;
+        }
+        Ok(out)
     }
 
     fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
@@ -222,6 +257,35 @@ impl Backend for SqliteBackend {
         self.read(|c| search::keyword_candidates(c, tenant, q))
     }
 
+    fn vector_candidates(&self, tenant: &str, q: &VectorQuery) -> Result<Vec<Candidate>> {
+        self.sync_vectors()?;
+        self.read(|c| self.ann.candidates(c, tenant, q))
+    }
+
+    fn get_vectors(
+        &self,
+        tenant: &str,
+        model: &str,
+        records: &[(agentstore::search::Target, String)],
+    ) -> Result<Vec<Option<Vec<f32>>>> {
+        self.read(|c| vectors::get_many(c, tenant, model, records))
+    }
+
+    fn vector_models(&self) -> Result<Vec<VectorModelInfo>> {
+        self.read(vectors::models)
+    }
+
+    fn missing_vectors(
+        &self,
+        tenant: &str,
+        target: agentstore::search::Target,
+        model: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TextToEmbed>> {
+        self.read(|c| vectors::missing(c, tenant, target, model, after, limit))
+    }
+
     fn get_checkpoint(
         &self,
         tenant: &str,
@@ -291,18 +355,66 @@ impl Backend for SqliteBackend {
     }
 
     fn stats(&self) -> Result<Stats> {
-        self.read(|c| admin::stats(c, &self.dir))
+        let mut stats = self.read(|c| admin::stats(c, &self.dir))?;
+        self.sync_vectors()?;
+        let (vectors, bytes) = self.ann.memory();
+        stats.entities.push(EntityStats {
+            entity: "vector_index (memory)".into(),
+            rows: vectors as u64,
+            bytes: bytes as u64,
+        });
+        Ok(stats)
     }
 
     fn verify(&self) -> Result<VerifyReport> {
-        self.read(admin::verify)
+        let mut report = self.read(admin::verify)?;
+        // The index against the table, both as of one read snapshot.
+        let index_check = self.read(|c| {
+            self.ann.sync(c)?;
+            let counts = self.ann.counts();
+            let mut bad = Vec::new();
+            for m in vectors::models(c)? {
+                let n = counts.get(&m.model).copied().unwrap_or(0) as u64;
+                if n != m.vectors {
+                    bad.push(format!(
+                        "{}: {} in the table, {n} in the index",
+                        m.model, m.vectors
+                    ));
+                }
+            }
+            Ok(bad)
+        })?;
+        report.push(
+            "vector_index",
+            index_check.is_empty(),
+            if index_check.is_empty() {
+                "every model's index holds exactly the table's vectors".to_owned()
+            } else {
+                index_check.join("; ")
+            },
+        );
+        Ok(report)
     }
 
     fn maintenance(&self, opts: &MaintenanceOptions) -> Result<MaintenanceReport> {
-        admin::maintenance(&self.conns, &self.dir, opts)
+        let mut rep = admin::maintenance(&self.conns, &self.dir, opts)?;
+        rep.steps.push(self.snapshot_vectors()?);
+        rep.bytes_after = admin::store_bytes(&self.dir);
+        Ok(rep)
     }
 
     fn backup(&self, dir: &Path) -> Result<BackupManifest> {
+        // Snapshot the indexes before the database is copied: the copy then holds every
+        // log entry past the snapshots' watermarks, and a restored store replays them.
+        self.snapshot_vectors()?;
         admin::backup(&self.conns, &self.dir, dir)
+    }
+}
+
+impl Drop for SqliteBackend {
+    fn drop(&mut self) {
+        // Best effort: a snapshot saves the next open a replay of the log, but nothing
+        // depends on it, since the log and the table are the truth.
+        let _ = self.ann.save_all();
     }
 }

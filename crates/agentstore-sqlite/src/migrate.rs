@@ -56,6 +56,12 @@ pub static MIGRATIONS: &[Migration] = &[
         up: include_str!("../migrations/0003_fulltext.up.sql"),
         down: include_str!("../migrations/0003_fulltext.down.sql"),
     },
+    Migration {
+        version: 4,
+        name: "vectors",
+        up: include_str!("../migrations/0004_vectors.up.sql"),
+        down: include_str!("../migrations/0004_vectors.down.sql"),
+    },
 ];
 
 /// The latest version this binary knows.
@@ -286,16 +292,20 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         assert!(matches!(
             check(&c),
-            Err(Error::SchemaPending { pending: 3, .. })
+            Err(Error::SchemaPending { pending: 4, .. })
         ));
         assert_eq!(up(&mut c, Some(1)).unwrap(), vec![1]);
         let v1 = schema(&c);
         assert_eq!(up(&mut c, Some(2)).unwrap(), vec![2]);
         let v2 = schema(&c);
-        assert_eq!(up(&mut c, None).unwrap(), vec![3]);
+        assert_eq!(up(&mut c, Some(3)).unwrap(), vec![3]);
+        let v3 = schema(&c);
+        assert_eq!(up(&mut c, None).unwrap(), vec![4]);
         check(&c).unwrap();
         let full = schema(&c);
-        assert_eq!(down(&mut c, None).unwrap(), vec![3]);
+        assert_eq!(down(&mut c, None).unwrap(), vec![4]);
+        assert_eq!(schema(&c), v3);
+        assert_eq!(down(&mut c, Some(2)).unwrap(), vec![3]);
         assert_eq!(schema(&c), v2);
         assert_eq!(down(&mut c, Some(1)).unwrap(), vec![2]);
         assert_eq!(schema(&c), v1);

@@ -18,15 +18,18 @@ use rusqlite::Connection;
 
 use crate::sql::*;
 
-/// How one target is queried: its index, its record table (alias), and where each
-/// filter field lives.
-struct Shape {
+/// How one target is queried: its full-text index, its record table (alias `r`), its
+/// parent (alias `p`), and where each filter field lives. Vector queries
+/// (crate::ann) use the same shapes with the `vectors` table in front.
+pub(crate) struct Shape {
     /// FTS5 table.
-    fts: &'static str,
-    /// `FROM … JOIN …` after the FTS table: the record table as `r`, its parent as `p`.
-    joins: &'static str,
+    pub fts: &'static str,
+    /// Record table, joined as `r`.
+    pub table: &'static str,
+    /// Join of the parent as `p` (empty when the filters need none).
+    pub parent: &'static str,
     /// Importance column (memories) or NULL.
-    importance: &'static str,
+    pub importance: &'static str,
     /// Encoded namespace column.
     namespace: &'static str,
     /// Column the kinds filter matches.
@@ -39,11 +42,12 @@ struct Shape {
     metadata: &'static str,
 }
 
-fn shape(target: Target) -> Shape {
+pub(crate) fn shape(target: Target) -> Shape {
     match target {
         Target::Memory => Shape {
             fts: "memories_fts",
-            joins: "CROSS JOIN memories r ON r.rid = memories_fts.rowid",
+            table: "memories",
+            parent: "",
             importance: "r.importance",
             namespace: "r.namespace",
             kind: "r.kind",
@@ -53,8 +57,8 @@ fn shape(target: Target) -> Shape {
         },
         Target::Chunk => Shape {
             fts: "chunks_fts",
-            joins: "CROSS JOIN chunks r ON r.rid = chunks_fts.rowid
-                    JOIN documents p ON p.tenant_id = r.tenant_id AND p.id = r.document_id",
+            table: "chunks",
+            parent: "JOIN documents p ON p.tenant_id = r.tenant_id AND p.id = r.document_id",
             importance: "NULL",
             namespace: "p.namespace",
             kind: "p.doc_type",
@@ -64,8 +68,8 @@ fn shape(target: Target) -> Shape {
         },
         Target::Event => Shape {
             fts: "events_fts",
-            joins: "CROSS JOIN events r ON r.rid = events_fts.rowid
-                    JOIN sessions p ON p.tenant_id = r.tenant_id AND p.id = r.session_id",
+            table: "events",
+            parent: "JOIN sessions p ON p.tenant_id = r.tenant_id AND p.id = r.session_id",
             importance: "NULL",
             namespace: "p.namespace",
             kind: "r.kind",
@@ -110,13 +114,15 @@ fn target_candidates(
         vec![Box::new(q.expression.clone())],
     );
     f.eq("r.tenant_id", tenant.to_owned());
-    apply_filter(&mut f, &s, target, &q.filter, q);
+    apply_filter(&mut f, &s, target, &q.filter, q.now);
     let sql = format!(
         "SELECT r.id, -bm25({fts}) AS score, r.created_at, {importance}
-         FROM {fts} {joins} {where_} ORDER BY score DESC, r.id LIMIT {limit}",
+         FROM {fts} CROSS JOIN {table} r ON r.rid = {fts}.rowid {parent}
+         {where_} ORDER BY score DESC, r.id LIMIT {limit}",
         fts = s.fts,
+        table = s.table,
         importance = s.importance,
-        joins = s.joins,
+        parent = s.parent,
         where_ = f.where_sql(),
         limit = q.limit.max(1),
     );
@@ -143,12 +149,14 @@ fn json_contains(f: &mut Filter, column: &str, value: &str) {
     );
 }
 
-fn apply_filter(
+/// The conditions of `filter` for `target` (see
+/// [`agentstore::Backend::keyword_candidates`]), over the aliases of `s`.
+pub(crate) fn apply_filter(
     f: &mut Filter,
     s: &Shape,
     target: Target,
     filter: &SearchFilter,
-    q: &KeywordQuery,
+    now: agentstore::Timestamp,
 ) {
     f.ns_prefix(s.namespace, &filter.namespace_prefix);
     if !filter.kinds.is_empty() {
@@ -193,14 +201,14 @@ fn apply_filter(
             }
             f.cond(
                 "(r.expires_at IS NULL OR r.expires_at > ?)",
-                vec![Box::new(ts(&q.now))],
+                vec![Box::new(ts(&now))],
             );
         }
         Target::Event => {
             f.eq_opt("r.session_id", &filter.session_id);
             f.cond(
                 "(p.expires_at IS NULL OR p.expires_at > ?)",
-                vec![Box::new(ts(&q.now))],
+                vec![Box::new(ts(&now))],
             );
         }
         Target::Chunk => {}

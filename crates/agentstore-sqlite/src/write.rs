@@ -1,10 +1,24 @@
 //! Dispatch of [`WriteOp`]s to the module that owns each entity.
 
 use agentstore::backend::{WriteOp, WriteResult};
-use agentstore::{Result, Scope};
+use agentstore::search::Target;
+use agentstore::{DocumentOutcome, Result, Scope, UpsertOutcome};
 use rusqlite::Connection;
 
+use crate::vectors::{self, Existing};
 use crate::{checkpoints, documents, infra, memories, sessions, telemetry, tenants};
+
+/// True when applying `op` may add vectors, so the caller should bring the in-memory
+/// index up to date after the commit rather than at the next search.
+pub(crate) fn adds_vectors(op: &WriteOp) -> bool {
+    match op {
+        WriteOp::Remember { vector, .. } => vector.is_some(),
+        WriteOp::PutDocument { vectors, .. } => !vectors.is_empty(),
+        WriteOp::AppendEvents { vectors, .. } => vectors.iter().any(Option::is_some),
+        WriteOp::PutVectors { .. } => true,
+        _ => false,
+    }
+}
 
 /// Applies one op inside the caller's transaction (which also holds its audit entry).
 pub(crate) fn apply(tx: &Connection, scope: &Scope, op: WriteOp) -> Result<WriteResult> {
@@ -23,14 +37,57 @@ pub(crate) fn apply(tx: &Connection, scope: &Scope, op: WriteOp) -> Result<Write
             sessions::update_session(tx, scope, &id, update, at)
         }
         WriteOp::DeleteSession { id } => sessions::delete_session(tx, scope, &id),
-        WriteOp::AppendEvents { session_id, events } => {
-            sessions::append_events(tx, scope, &session_id, events)
+        WriteOp::AppendEvents {
+            session_id,
+            events,
+            vectors: embeddings,
+        } => {
+            let r = sessions::append_events(tx, scope, &session_id, events)?;
+            if let WriteResult::Events(stored) = &r {
+                for (e, v) in stored.iter().zip(&embeddings) {
+                    if let Some(v) = v {
+                        vectors::put(tx, &e.tenant_id, Target::Event, &e.id, v, Existing::Replace)?;
+                    }
+                }
+            }
+            Ok(r)
         }
-        WriteOp::Remember(m) => memories::remember(tx, scope, m),
+        WriteOp::Remember { memory, vector } => {
+            let tenant = memory.tenant_id.clone();
+            let r = memories::remember(tx, scope, memory)?;
+            if let (Some(v), WriteResult::Memory(o)) = (&vector, &r) {
+                // New content gets its vector; the same content keeps the one it has.
+                let existing = match o {
+                    UpsertOutcome::Created { .. } | UpsertOutcome::Superseded { .. } => {
+                        Existing::Replace
+                    }
+                    _ => Existing::Keep,
+                };
+                vectors::put(tx, &tenant, Target::Memory, o.id(), v, existing)?;
+            }
+            Ok(r)
+        }
         WriteOp::Forget { id } => memories::forget(tx, scope, &id),
         WriteOp::Invalidate { id, at } => memories::invalidate(tx, scope, &id, at),
         WriteOp::TouchMemories { ids, at } => memories::touch(tx, scope, &ids, at),
-        WriteOp::PutDocument { document, chunks } => documents::put(tx, scope, document, chunks),
+        WriteOp::PutDocument {
+            document,
+            chunks,
+            vectors: embeddings,
+        } => {
+            let tenant = document.tenant_id.clone();
+            let ids: Vec<String> = chunks.iter().map(|c| c.id.clone()).collect();
+            let r = documents::put(tx, scope, document, chunks)?;
+            if let WriteResult::Document(
+                DocumentOutcome::Created { .. } | DocumentOutcome::Replaced { .. },
+            ) = &r
+            {
+                for (id, v) in ids.iter().zip(&embeddings) {
+                    vectors::put(tx, &tenant, Target::Chunk, id, v, Existing::Replace)?;
+                }
+            }
+            Ok(r)
+        }
         WriteOp::DeleteDocument { id } => documents::delete(tx, scope, &id),
         WriteOp::RecordChunkQueries { ids, at } => documents::record_queries(tx, scope, &ids, at),
         WriteOp::PutCheckpoint(c) => checkpoints::put(tx, scope, c),
@@ -70,6 +127,20 @@ pub(crate) fn apply(tx: &Connection, scope: &Scope, op: WriteOp) -> Result<Write
         } => infra::lock_renew(tx, scope, &name, token, expires_at, at),
         WriteOp::LockRelease { name, token } => infra::lock_release(tx, scope, &name, token),
         WriteOp::SweepExpired { at } => infra::sweep_expired(tx, scope, at),
+        WriteOp::DeclareVectorModel {
+            model,
+            dimension,
+            metric,
+        } => vectors::declare(
+            tx,
+            scope,
+            &model,
+            dimension,
+            metric,
+            crate::sql::ts(&agentstore::time::now()),
+        ),
+        WriteOp::PutVectors { target, items } => vectors::put_many(tx, scope, target, &items),
+        WriteOp::DropVectors { model } => vectors::drop_model(tx, scope, &model),
         _ => Err(agentstore::Error::invalid(
             "op",
             "not supported by the sqlite backend",

@@ -56,6 +56,20 @@ pub fn memory_content(run: &str, batch: u64, key: &str) -> String {
     format!("{key} as of run {run} batch {batch}")
 }
 
+/// The vector the writer stores with a memory version: 8 values derived from its
+/// content, so the checker can find the version by it without being told.
+pub fn memory_vector(content: &str) -> Vec<f32> {
+    let h = agentstore::codec::sha256_hex(content.as_bytes());
+    h.as_bytes()
+        .chunks(8)
+        .take(8)
+        .map(|c| {
+            let v = u32::from_str_radix(std::str::from_utf8(c).unwrap_or("1"), 16).unwrap_or(1);
+            (v as f32 / u32::MAX as f32) - 0.5
+        })
+        .collect()
+}
+
 /// Name of memory key `i`.
 pub fn memory_key(i: usize) -> String {
     format!("mem-{i}")
@@ -398,6 +412,23 @@ impl Ledger {
                 "memory key {key}: current version {} is older than acknowledged {}",
                 current.id,
                 history[newest_acked].id
+            );
+            // The vector index agrees with the table: the current version is found by its
+            // own vector, through the index, as the nearest memory.
+            let hits = store
+                .search(
+                    scope,
+                    agentstore::SearchRequest {
+                        targets: vec![agentstore::search::Target::Memory],
+                        limit: 1,
+                        ..agentstore::SearchRequest::vector(memory_vector(&current.content))
+                    },
+                )
+                .unwrap_or_else(|e| panic!("vector search for memory key {key}: {e}"));
+            assert_eq!(
+                hits.first().map(|h| h.id.as_str()),
+                Some(current.id.as_str()),
+                "memory key {key}: the vector index does not find the current version"
             );
         }
 

@@ -1,12 +1,15 @@
 //! Crash consistency under SIGKILL.
 //!
-//! A `crash-writer` process streams batches of events (plus memory upserts and KV sets)
-//! into one data directory and acknowledges each commit on stdout. The test kills it with
-//! SIGKILL at a random moment, reopens the store the way a restarted process would, and
-//! checks that every acknowledged write is there, seqs are contiguous and `verify`
-//! passes. The rounds share the data directory, so each one also recovers from every
-//! earlier kill. Each round reads back the events added since the last check (plus every
-//! acknowledged memory and KV write); a full check of the whole session ends the test. Kill times come from a seeded RNG; the seed is printed, and
+//! A `crash-writer` process streams batches of events (plus memory upserts with vectors
+//! and KV sets) into one data directory and acknowledges each commit on stdout. The test
+//! kills it with SIGKILL at a random moment, reopens the store the way a restarted process
+//! would, and checks that every acknowledged write is there, seqs are contiguous, the
+//! vector index agrees with the table (each key's current memory version is found by its
+//! own vector through the index) and `verify` passes (it also compares every vector index
+//! with the `vectors` table). The rounds share the data directory, so each one also
+//! recovers from every earlier kill. Each round reads back the events added since the
+//! last check (plus every acknowledged memory and KV write); a full check of the whole
+//! session ends the test. Kill times come from a seeded RNG; the seed is printed, and
 //! `CRASH_SEED=<seed>` replays the same schedule (the kills land in the same places only
 //! as far as the OS's timing allows).
 

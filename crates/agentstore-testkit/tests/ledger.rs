@@ -38,6 +38,7 @@ fn written() -> (tempfile::TempDir, Store, Scope, Ledger) {
             &scope,
             NewMemory {
                 key: Some(key.clone()),
+                vector: Some(memory_vector(&content)),
                 ..NewMemory::new(content)
             },
         )

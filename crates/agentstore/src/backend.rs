@@ -18,6 +18,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::embedding::{Embedding, Metric};
 use crate::error::Result;
 use crate::model::*;
 use crate::namespace::Namespace;
@@ -56,6 +57,9 @@ impl Scope {
 /// documented on each variant inside its transaction.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
+// A memory inline makes every op as large as a memory; ops are built once per write and
+// moved, never copied in a loop, so boxing it would only add an allocation per upsert.
+#[allow(clippy::large_enum_variant)]
 pub enum WriteOp {
     /// Insert a tenant (`AlreadyExists` if present). Result: `Id`.
     CreateTenant(Tenant),
@@ -99,6 +103,8 @@ pub enum WriteOp {
         session_id: String,
         /// Events to append in order.
         events: Vec<Event>,
+        /// Empty, or one entry per event: its vector, if it has one.
+        vectors: Vec<Option<Embedding>>,
     },
     /// Store a memory with the semantics of [`UpsertOutcome`]: with a key, the current
     /// version with that key in the namespace is updated in place (same content hash) or
@@ -106,7 +112,16 @@ pub enum WriteOp {
     /// `valid_from` become the later of the two starts, so versions stay ordered and
     /// disjoint in commit order); without a key, a current, unexpired memory with the same
     /// content hash in the namespace deduplicates it. Result: `Memory`.
-    Remember(Memory),
+    ///
+    /// `vector` belongs to the memory now holding the content: a new version gets it; an
+    /// updated or deduplicating memory (same content) gets it only if it has no vector of
+    /// that model yet.
+    Remember {
+        /// The memory.
+        memory: Memory,
+        /// Its content's vector.
+        vector: Option<Embedding>,
+    },
     /// Delete a memory (every field, not just close it). Result: `None`.
     Forget {
         /// Memory id.
@@ -136,6 +151,9 @@ pub enum WriteOp {
         /// Its chunks (document_id = document.id; the backend rewrites it when it replaces
         /// an existing document found by source path).
         chunks: Vec<Chunk>,
+        /// Empty, or one vector per chunk, in chunk order; stored with the chunks when they
+        /// are written (created or replaced), ignored when the document is unchanged.
+        vectors: Vec<Embedding>,
     },
     /// Delete a document and its chunks. Result: `None`.
     DeleteDocument {
@@ -229,6 +247,30 @@ pub enum WriteOp {
         name: String,
         /// Token from acquire.
         token: i64,
+    },
+    /// Declare a vector model: the first declaration records its dimension and metric; a
+    /// later one must agree (`Conflict` otherwise). Every op carrying vectors of a model
+    /// requires it to be declared. Result: `None`.
+    DeclareVectorModel {
+        /// Model id.
+        model: String,
+        /// Vector length.
+        dimension: usize,
+        /// Comparison.
+        metric: Metric,
+    },
+    /// Set the vectors of existing records (`NotFound` for an unknown record), replacing
+    /// each record's vector of the same model. Result: `Count`.
+    PutVectors {
+        /// Kind of the records.
+        target: Target,
+        /// Record id and its vector.
+        items: Vec<(String, Embedding)>,
+    },
+    /// Delete every vector of a model in the scope's tenant. Result: `Count`.
+    DropVectors {
+        /// Model id.
+        model: String,
     },
     /// Remove every record whose `expires_at` is at or before `at` in the scope's tenant:
     /// sessions (with events, checkpoints), memories, KV entries; release expired locks.
@@ -500,14 +542,60 @@ pub struct KeywordQuery {
     pub now: Timestamp,
 }
 
-/// A record matching a [`KeywordQuery`].
+/// A nearest-neighbour candidate query, built by the engine from a validated
+/// [`crate::search::SearchRequest`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorQuery {
+    /// Model of the query vector; only vectors of this model are compared.
+    pub model: String,
+    /// The query vector (checked: finite, the model's dimension when known).
+    pub vector: Vec<f32>,
+    /// Where to look, as for [`KeywordQuery::targets`].
+    pub targets: Vec<Target>,
+    /// Filters, exactly as for [`KeywordQuery::filter`].
+    pub filter: SearchFilter,
+    /// Most candidates to return over all targets.
+    pub limit: usize,
+    /// Current time, as for [`KeywordQuery::now`].
+    pub now: Timestamp,
+    /// Search breadth of an approximate index (None: the backend's default). Larger is
+    /// slower and closer to exact.
+    pub ef: Option<usize>,
+    /// Compare with every matching vector instead of using the approximate index.
+    pub exact: bool,
+}
+
+/// A vector model known to a store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VectorModelInfo {
+    /// Model id.
+    pub model: String,
+    /// Vector length.
+    pub dimension: usize,
+    /// Comparison.
+    pub metric: Metric,
+    /// Vectors stored, all tenants.
+    pub vectors: u64,
+}
+
+/// A record's text to embed, for backfills and re-embedding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextToEmbed {
+    /// Record id.
+    pub id: String,
+    /// The text a store embeds for it (memory and chunk content; event content).
+    pub text: String,
+}
+
+/// A record matching a [`KeywordQuery`] or a [`VectorQuery`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Candidate {
     /// Kind of record.
     pub target: Target,
     /// Record id.
     pub id: String,
-    /// BM25 relevance, higher is better (SQLite's `bm25()` negated).
+    /// Relevance, higher is better: BM25 for keyword candidates (SQLite's `bm25()`
+    /// negated), the metric's similarity for vector candidates.
     pub score: f64,
     /// The record's creation time, so the engine can weight by recency without loading
     /// every candidate.
@@ -756,6 +844,36 @@ pub trait Backend: Send + Sync + 'static {
     /// A filter field a target does not have excludes the target (see
     /// [`SearchFilter::applies_to`]).
     fn keyword_candidates(&self, tenant: &str, q: &KeywordQuery) -> Result<Vec<Candidate>>;
+
+    /// The `q.limit` records whose vectors of `q.model` are most similar to `q.vector`,
+    /// best first (ties by target, then id), with every filter applied exactly as for
+    /// [`Backend::keyword_candidates`]. A selective filter must not cost recall: when few
+    /// records match, compare with all of them. An unknown model has no candidates.
+    fn vector_candidates(&self, tenant: &str, q: &VectorQuery) -> Result<Vec<Candidate>>;
+
+    /// The stored vectors of `model` of these records, in order (None where a record has
+    /// none or is not in the tenant). Cosine vectors come back as stored, not normalised.
+    fn get_vectors(
+        &self,
+        tenant: &str,
+        model: &str,
+        records: &[(Target, String)],
+    ) -> Result<Vec<Option<Vec<f32>>>>;
+
+    /// Every declared vector model with its vector count.
+    fn vector_models(&self) -> Result<Vec<VectorModelInfo>>;
+
+    /// Records of `target` in the tenant that have text but no vector of `model`, in id
+    /// order after `after`, at most `limit` (memories: every version; events: those with
+    /// content).
+    fn missing_vectors(
+        &self,
+        tenant: &str,
+        target: Target,
+        model: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TextToEmbed>>;
 
     /// A checkpoint by id, or the latest of the thread when `id` is None.
     fn get_checkpoint(

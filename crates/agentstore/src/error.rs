@@ -3,7 +3,7 @@
 //! Variants are grouped by what the caller does next: fix the request (`InvalidInput`,
 //! `TooLarge`, `NotFound`, `AlreadyExists`, `Conflict`, `LockHeld`, `StaleToken`, `Import`),
 //! fix the deployment (`SchemaMismatch`, `SchemaPending`, `Config`), or retry / escalate
-//! (`Busy`, `Io`, `Database`, `Corrupt`). Every variant has a stable [`Error::code`] that
+//! (`Busy`, `Io`, `Database`, `Corrupt`, `Embedding`). Every variant has a stable [`Error::code`] that
 //! the CLI prints and the server will map to an HTTP status in one table.
 
 use std::path::PathBuf;
@@ -114,6 +114,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The embedder failed (model files, inference, or an embeddings endpoint). `code` is
+    /// the embedder's own stable code (e.g. `transport_error`, `timeout`), kept so an
+    /// operator can tell a broken model directory from an unreachable endpoint.
+    #[error("embedding failed ({code}): {message}")]
+    Embedding {
+        /// The embedder's error code.
+        code: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// The storage backend failed in a way the engine cannot classify.
     #[error("database error: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -137,6 +147,7 @@ impl Error {
             Error::Corrupt(_) => "corrupt",
             Error::Busy => "busy",
             Error::Io { .. } => "io_error",
+            Error::Embedding { .. } => "embedding_error",
             Error::Database(_) => "database_error",
         }
     }

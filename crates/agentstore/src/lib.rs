@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod backend;
 pub mod codec;
+pub mod embedding;
 pub mod error;
 pub mod model;
 pub mod namespace;
@@ -19,9 +20,10 @@ pub mod text;
 pub mod time;
 
 pub use backend::{Backend, Record, Scope, WriteOp, WriteResult};
+pub use embedding::{Embedder, Embedding, Metric, VectorModel};
 pub use error::{Error, Result};
 pub use model::*;
 pub use namespace::Namespace;
 pub use search::{SearchHit, SearchRequest};
-pub use store::{Limits, Store, UsageGroup};
+pub use store::{EmbedReport, Limits, Store, UsageGroup};
 pub use time::Timestamp;

@@ -391,6 +391,10 @@ pub struct NewEvent {
     pub metadata: Option<Json>,
     /// Time (default now).
     pub created_at: Option<Timestamp>,
+    /// A vector of the store's vector model for this event, computed by the caller. Events
+    /// are embedded by the store only when it was opened with `embed_events`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
 }
 
 impl NewEvent {
@@ -529,6 +533,10 @@ pub struct NewMemory {
     /// Metadata.
     #[serde(default = "empty_object")]
     pub metadata: Json,
+    /// A vector of the store's vector model for the content, computed by the caller;
+    /// without one, a store with an embedder embeds the content itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
 }
 
 fn default_memory_kind() -> String {
@@ -562,6 +570,7 @@ impl NewMemory {
             valid_from: None,
             expires_at: None,
             metadata: empty_object(),
+            vector: None,
         }
     }
 }

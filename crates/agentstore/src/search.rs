@@ -4,24 +4,21 @@
 //!
 //! The path of a search ([`crate::Store::search`]):
 //!
-//! 1. the request is validated ([`SearchRequest::validate`]); the query text is split into
-//!    words ([`query_terms`]) and each word becomes a quoted FTS5 string, ORed with the
-//!    others ([`fts5_expression`]);
-//! 2. the backend returns the best keyword candidates with the filters applied
-//!    ([`crate::Backend::keyword_candidates`], BM25 where higher is better);
-//! 3. the ranked lists (today the keyword list; the vector list joins it when a vector
-//!    index exists) are fused ([`fuse`]: reciprocal rank fusion by default, weighted
+//! 1. the request is validated and its mode resolved ([`SearchRequest::validate`]); the
+//!    query text is split into words ([`query_terms`]) and each word becomes a quoted FTS5
+//!    string, ORed with the others ([`fts5_expression`]); for vector and hybrid search
+//!    without a query vector, the store's embedder embeds the text;
+//! 2. the backend returns the best keyword candidates ([`crate::Backend::keyword_candidates`],
+//!    BM25 where higher is better) and the nearest vectors
+//!    ([`crate::Backend::vector_candidates`]), with the filters applied;
+//! 3. the ranked lists are fused ([`fuse`]: reciprocal rank fusion by default, weighted
 //!    fusion of min–max normalised scores on request);
 //! 4. the fused score is multiplied by a recency factor ([`recency_factor`]) and, for
 //!    memories, an importance factor ([`importance_factor`]);
 //! 5. with `mmr_lambda`, hits are picked by maximal marginal relevance ([`mmr_order`]);
-//!    without vectors, the similarity of two hits is the Jaccard index of their word sets
-//!    ([`jaccard`]);
+//!    the similarity of two hits is the cosine of their vectors when the search used
+//!    vectors and both have one, else the Jaccard index of their word sets ([`jaccard`]);
 //! 6. the records are loaded and every hit reports the components of its score.
-//!
-//! Vector and hybrid search need a vector index, which this build does not have: a
-//! request that asks for either is refused with `invalid_input` on `mode` rather than
-//! quietly answered by keywords.
 
 use std::collections::BTreeSet;
 
@@ -52,9 +49,10 @@ pub const MAX_METADATA_CONDITIONS: usize = 32;
 pub const MAX_PATH_SEGMENTS: usize = 16;
 /// Longest metadata path segment, in bytes.
 pub const MAX_PATH_SEGMENT: usize = 128;
-/// Refusal for vector and hybrid requests until a vector index exists.
-pub const VECTOR_UNAVAILABLE: &str =
-    "vector search needs a vector index, which this build does not have yet";
+/// Search breadth of the approximate vector index when the request does not say.
+pub const DEFAULT_EF: usize = 100;
+/// Largest accepted search breadth.
+pub const MAX_EF: usize = 10_000;
 
 /// A kind of record a search looks in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -94,9 +92,10 @@ impl std::fmt::Display for Target {
 pub enum SearchMode {
     /// BM25 full text over the query text.
     Keyword,
-    /// Nearest neighbours of the query vector (needs a vector index).
+    /// Nearest neighbours of the query vector (given, or the query text embedded by the
+    /// store's embedder).
     Vector,
-    /// Both, fused (needs a vector index).
+    /// Both, fused.
     Hybrid,
 }
 
@@ -361,9 +360,14 @@ pub struct SearchRequest {
     /// diacritics folded; any word may match (OR), and documents matching more and rarer
     /// words rank higher (BM25). Operators and punctuation are never query syntax.
     pub text: Option<String>,
-    /// Query vector (vector search; not available in this build).
+    /// Query vector (vector search), of the store's vector model unless `model` says
+    /// otherwise. Without one, vector and hybrid search embed `text` with the store's
+    /// embedder.
     pub vector: Option<Vec<f32>>,
-    /// Mode; None: hybrid when both text and vector are given, else the one given.
+    /// Model of `vector` (None: the store's vector model).
+    pub model: Option<String>,
+    /// Mode; None: hybrid when there is text and a vector (given, or one the store can
+    /// embed), otherwise whichever of the two there is.
     pub mode: Option<SearchMode>,
     /// Where to look (empty: everywhere).
     pub targets: Vec<Target>,
@@ -379,6 +383,10 @@ pub struct SearchRequest {
     pub importance_weight: Option<f64>,
     /// Diversify by maximal marginal relevance: 1 = relevance only, 0 = diversity only.
     pub mmr_lambda: Option<f64>,
+    /// Search breadth of the approximate vector index (None: [`DEFAULT_EF`]).
+    pub ef: Option<usize>,
+    /// Compare the query vector with every matching vector (exact, slower).
+    pub exact: bool,
 }
 
 impl Default for SearchRequest {
@@ -394,6 +402,9 @@ impl Default for SearchRequest {
             recency_half_life_secs: None,
             importance_weight: None,
             mmr_lambda: None,
+            ef: None,
+            exact: false,
+            model: None,
         }
     }
 }
@@ -401,9 +412,11 @@ impl Default for SearchRequest {
 /// A validated request, as the engine runs it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Plan {
+    /// The resolved mode.
+    pub mode: SearchMode,
     /// The query's distinct words.
     pub terms: Vec<String>,
-    /// The FTS5 expression; None when the text holds no words (nothing can match).
+    /// The FTS5 expression; None when the text holds no words (no keyword match).
     pub expression: Option<String>,
     /// Targets the filter can match, distinct, in [`Target::ALL`] order.
     pub targets: Vec<Target>,
@@ -420,21 +433,68 @@ impl SearchRequest {
         }
     }
 
-    /// Checks the request without running it (the CLI checks before opening a store).
-    pub fn validate(&self, limits: &Limits) -> Result<()> {
-        self.plan(limits).map(|_| ())
+    /// A vector search for `vector` with defaults elsewhere.
+    pub fn vector(vector: Vec<f32>) -> Self {
+        SearchRequest {
+            vector: Some(vector),
+            ..Default::default()
+        }
     }
 
-    pub(crate) fn plan(&self, limits: &Limits) -> Result<Plan> {
-        let wants_vector = self.vector.is_some()
-            || matches!(self.mode, Some(SearchMode::Vector | SearchMode::Hybrid));
-        if wants_vector {
-            return Err(Error::invalid("mode", VECTOR_UNAVAILABLE));
-        }
-        let text = match self.text.as_deref() {
-            Some(t) if !t.trim().is_empty() => t,
-            _ => return Err(Error::invalid("text", "keyword search needs query text")),
+    /// Checks the request without running it (the CLI checks before opening a store).
+    /// `can_embed`: whether the store that will run it has an embedder.
+    pub fn validate(&self, limits: &Limits, can_embed: bool) -> Result<()> {
+        self.plan(limits, can_embed).map(|_| ())
+    }
+
+    /// The mode a request runs in; see [`SearchRequest::mode`].
+    pub fn resolve_mode(&self, can_embed: bool) -> Result<SearchMode> {
+        let has_text = self.text.as_deref().is_some_and(|t| !t.trim().is_empty());
+        let has_vector = self.vector.is_some() || (has_text && can_embed);
+        let no_vector = || {
+            Error::invalid(
+                "mode",
+                "vector search needs a query vector, or query text and a store with an embedder",
+            )
         };
+        match self.mode {
+            Some(SearchMode::Keyword) if has_text => Ok(SearchMode::Keyword),
+            Some(SearchMode::Keyword) => {
+                Err(Error::invalid("text", "keyword search needs query text"))
+            }
+            Some(SearchMode::Vector) if has_vector => Ok(SearchMode::Vector),
+            Some(SearchMode::Vector) => Err(no_vector()),
+            Some(SearchMode::Hybrid) if !has_text => {
+                Err(Error::invalid("text", "hybrid search needs query text"))
+            }
+            Some(SearchMode::Hybrid) if has_vector => Ok(SearchMode::Hybrid),
+            Some(SearchMode::Hybrid) => Err(no_vector()),
+            None if has_text && has_vector => Ok(SearchMode::Hybrid),
+            None if has_vector => Ok(SearchMode::Vector),
+            None if has_text => Ok(SearchMode::Keyword),
+            None => Err(Error::invalid(
+                "text",
+                "a search needs query text or a query vector",
+            )),
+        }
+    }
+
+    pub(crate) fn plan(&self, limits: &Limits, can_embed: bool) -> Result<Plan> {
+        let mode = self.resolve_mode(can_embed)?;
+        let text = self.text.as_deref().unwrap_or("");
+        if let Some(v) = &self.vector {
+            crate::embedding::check_vector("vector", v, None)?;
+        }
+        if let Some(m) = &self.model
+            && (m.trim().is_empty() || m.len() > limits.max_short_field)
+        {
+            return Err(Error::invalid("model", "must be a non-empty model id"));
+        }
+        if let Some(ef) = self.ef
+            && !(1..=MAX_EF).contains(&ef)
+        {
+            return Err(Error::invalid("ef", format!("must be 1 to {MAX_EF}")));
+        }
         if text.len() > limits.max_content_bytes {
             return Err(Error::TooLarge {
                 field: "text".into(),
@@ -497,6 +557,7 @@ impl SearchRequest {
             self.targets.iter().copied().collect()
         };
         Ok(Plan {
+            mode,
             expression: fts5_expression(&terms),
             terms,
             targets: wanted
@@ -519,7 +580,7 @@ pub struct ScoreComponents {
     pub keyword: Option<f64>,
     /// Position in the keyword list, from 1.
     pub keyword_rank: Option<usize>,
-    /// Vector similarity (None: not in the vector list; always None in this build).
+    /// Vector similarity under the model's metric (None: not in the vector list).
     pub vector: Option<f64>,
     /// Position in the vector list, from 1.
     pub vector_rank: Option<usize>,
@@ -820,19 +881,44 @@ mod tests {
     #[test]
     fn requests_are_validated() {
         let l = Limits::default();
-        let err = |r: SearchRequest| r.validate(&l).unwrap_err().to_string();
-        let vector = SearchRequest {
-            vector: Some(vec![0.1, 0.2]),
-            ..SearchRequest::text("x")
-        };
-        assert_eq!(err(vector), format!("invalid mode: {VECTOR_UNAVAILABLE}"));
+        let err = |r: SearchRequest| r.validate(&l, false).unwrap_err().to_string();
         let hybrid = SearchRequest {
             mode: Some(SearchMode::Hybrid),
             ..SearchRequest::text("x")
         };
-        assert_eq!(err(hybrid), format!("invalid mode: {VECTOR_UNAVAILABLE}"));
-        assert!(err(SearchRequest::default()).contains("needs query text"));
-        assert!(err(SearchRequest::text("  ")).contains("needs query text"));
+        assert!(err(hybrid.clone()).contains("needs a query vector"));
+        hybrid.validate(&l, true).unwrap();
+        let vector_mode = SearchRequest {
+            mode: Some(SearchMode::Vector),
+            ..SearchRequest::text("x")
+        };
+        assert!(err(vector_mode).contains("needs a query vector"));
+        assert!(err(SearchRequest::default()).contains("query text or a query vector"));
+        assert!(err(SearchRequest::text("  ")).contains("query text or a query vector"));
+        let keyword_no_text = SearchRequest {
+            mode: Some(SearchMode::Keyword),
+            ..SearchRequest::vector(vec![1.0])
+        };
+        assert!(err(keyword_no_text).contains("needs query text"));
+        let bad_vector = SearchRequest::vector(vec![f32::NAN]);
+        assert!(err(bad_vector).contains("finite"));
+        let bad_ef = SearchRequest {
+            ef: Some(0),
+            ..SearchRequest::vector(vec![1.0])
+        };
+        assert!(err(bad_ef).contains("ef"));
+        let mode = |r: &SearchRequest, e| r.resolve_mode(e).unwrap();
+        let both = SearchRequest {
+            vector: Some(vec![1.0]),
+            ..SearchRequest::text("x")
+        };
+        assert_eq!(mode(&both, false), SearchMode::Hybrid);
+        assert_eq!(mode(&SearchRequest::text("x"), false), SearchMode::Keyword);
+        assert_eq!(mode(&SearchRequest::text("x"), true), SearchMode::Hybrid);
+        assert_eq!(
+            mode(&SearchRequest::vector(vec![1.0]), true),
+            SearchMode::Vector
+        );
         let bad_half_life = SearchRequest {
             recency_half_life_secs: Some(0.0),
             ..SearchRequest::text("x")
@@ -871,7 +957,7 @@ mod tests {
             limit: 5000,
             ..SearchRequest::text("x")
         }
-        .plan(&l)
+        .plan(&l, false)
         .unwrap();
         // Chunks have no agent, so the agent filter leaves only events.
         assert_eq!(plan.targets, [Target::Event]);
@@ -880,7 +966,7 @@ mod tests {
             limit: 0,
             ..SearchRequest::text("*")
         }
-        .plan(&l)
+        .plan(&l, false)
         .unwrap();
         assert_eq!((plan.expression, plan.limit), (None, DEFAULT_LIMIT));
     }

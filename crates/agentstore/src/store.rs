@@ -12,10 +12,13 @@ use crate::backend::*;
 use crate::codec::{
     estimate_tokens, id_or_new, new_id, sha256_hex, subject_hash, validate_id, word_count,
 };
+use crate::embedding::{Embedder, Embedding, Metric, VectorModel};
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::namespace::Namespace;
-use crate::search::{self, HitRecord, Ranked, ScoreComponents, SearchHit, SearchRequest, Target};
+use crate::search::{
+    self, HitRecord, Ranked, ScoreComponents, SearchHit, SearchMode, SearchRequest, Target,
+};
 use crate::text::chunk_text;
 use crate::time::{Timestamp, now, truncate};
 
@@ -136,12 +139,28 @@ pub struct SeriesValue {
     pub at: Timestamp,
 }
 
+/// What [`Store::embed_missing`] did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbedReport {
+    /// The model embedded with.
+    pub model: String,
+    /// Records embedded per target (`memory`, `chunk`, `event`).
+    pub embedded: BTreeMap<String, u64>,
+}
+
 /// The agentstore engine over one backend. Cheap to clone; share it between threads.
 #[derive(Clone)]
 pub struct Store {
-    backend: Arc<dyn Backend>,
-    limits: Limits,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) limits: Limits,
     subject_secret: Arc<Vec<u8>>,
+    /// Embeds memories and chunks on write and query text on search.
+    pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    /// The model of the vectors this store writes and searches (the embedder's, or one
+    /// declared for caller-supplied vectors).
+    pub(crate) vector_model: Option<VectorModel>,
+    /// Embed events' content too (off by default: events are the hot write path).
+    pub(crate) embed_events: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -149,6 +168,7 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("backend", &self.backend.name())
             .field("limits", &self.limits)
+            .field("vector_model", &self.vector_model)
             .finish_non_exhaustive()
     }
 }
@@ -160,7 +180,69 @@ impl Store {
             backend,
             limits,
             subject_secret: Arc::new(subject_secret),
+            embedder: None,
+            vector_model: None,
+            embed_events: false,
         }
+    }
+
+    /// This store with an embedder: memories and chunks are embedded as they are written,
+    /// and query text is embedded for vector and hybrid search. Its model becomes the
+    /// store's vector model (metric: cosine, or the one set by [`Store::with_metric`]).
+    pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
+        let metric = self
+            .vector_model
+            .as_ref()
+            .map(|m| m.metric)
+            .unwrap_or_default();
+        self.vector_model = Some(VectorModel {
+            id: embedder.model_id().to_owned(),
+            dimension: embedder.dimension(),
+            metric,
+        });
+        self.embedder = Some(embedder);
+        self
+    }
+
+    /// This store with a declared vector model for caller-supplied vectors (no embedder):
+    /// vectors must have its dimension and are recorded under its id. Without either, a
+    /// caller's vectors are recorded under [`crate::embedding::external_model_id`].
+    pub fn with_vector_model(mut self, model: VectorModel) -> Self {
+        self.vector_model = Some(model);
+        self
+    }
+
+    /// The metric for the vector model (default cosine). It is recorded with the model's
+    /// first vector; a store that already has vectors of the model keeps its metric and
+    /// refuses a different one with `conflict`.
+    pub fn with_metric(mut self, metric: Metric) -> Self {
+        if let Some(m) = &mut self.vector_model {
+            m.metric = metric;
+        } else {
+            self.vector_model = Some(VectorModel {
+                id: String::new(),
+                dimension: 0,
+                metric,
+            });
+        }
+        self
+    }
+
+    /// Whether events are embedded on append (default off; caller-supplied event vectors
+    /// are always stored).
+    pub fn embed_events(mut self, on: bool) -> Self {
+        self.embed_events = on;
+        self
+    }
+
+    /// The store's embedder, if any.
+    pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        self.embedder.as_ref()
+    }
+
+    /// The store's vector model, if one is configured.
+    pub fn vector_model(&self) -> Option<&VectorModel> {
+        self.vector_model.as_ref().filter(|m| !m.id.is_empty())
     }
 
     /// The backend (for admin tools and tests).
@@ -616,21 +698,109 @@ impl Store {
         validate_id("session_id", session_id)?;
         self.batch("events", &events)?;
         let at = now();
+        let mut given = Vec::with_capacity(events.len());
         let events = events
             .into_iter()
-            .map(|e| self.build_event(scope, session_id, e, at))
+            .map(|mut e| {
+                given.push(e.vector.take());
+                self.build_event(scope, session_id, e, at)
+            })
             .collect::<Result<Vec<_>>>()?;
-        match self.write_one(
-            scope,
-            WriteOp::AppendEvents {
-                session_id: session_id.into(),
-                events,
-            },
-        )? {
-            WriteResult::Events(v) => Ok(v),
+        let embed = self.embed_events;
+        let texts: Vec<Option<&str>> = events
+            .iter()
+            .map(|e| e.content.as_deref().filter(|_| embed))
+            .collect();
+        let (declare, vectors) = self.vectors_for("vector", given, &texts)?;
+        let mut ops: Vec<WriteOp> = declare.into_iter().collect();
+        let skip = ops.len();
+        ops.push(WriteOp::AppendEvents {
+            session_id: session_id.into(),
+            events,
+            vectors,
+        });
+        match self.backend.write(scope, ops)?.into_iter().nth(skip) {
+            Some(WriteResult::Events(v)) => Ok(v),
             other => Err(Error::Database(
                 format!("unexpected result {other:?}").into(),
             )),
+        }
+    }
+
+    /// Vectors for records about to be written: the caller's where given (checked against
+    /// the vector model), else the embedder's for each `Some` text when there is an
+    /// embedder. Returns the op declaring the model (when any vector is present) and one
+    /// entry per record. Embedding happens before the write transaction, so a slow
+    /// embedder never holds the write lock.
+    pub(crate) fn vectors_for(
+        &self,
+        field: &str,
+        given: Vec<Option<Vec<f32>>>,
+        texts: &[Option<&str>],
+    ) -> Result<(Option<WriteOp>, Vec<Option<Embedding>>)> {
+        let mut out: Vec<Option<Vec<f32>>> = given;
+        let model = self.vector_model();
+        for v in out.iter().flatten() {
+            crate::embedding::check_vector(field, v, model.map(|m| m.dimension))?;
+        }
+        if let Some(e) = &self.embedder {
+            let pending: Vec<usize> = (0..out.len())
+                .filter(|&i| out[i].is_none() && texts.get(i).copied().flatten().is_some())
+                .collect();
+            if !pending.is_empty() {
+                let batch: Vec<&str> = pending.iter().filter_map(|&i| texts[i]).collect();
+                let vectors = e.embed(&batch)?;
+                if vectors.len() != batch.len() {
+                    return Err(Error::Embedding {
+                        code: "bad_response",
+                        message: format!(
+                            "{} returned {} vectors for {} texts",
+                            e.model_id(),
+                            vectors.len(),
+                            batch.len()
+                        ),
+                    });
+                }
+                for (i, v) in pending.into_iter().zip(vectors) {
+                    crate::embedding::check_vector(field, &v, Some(e.dimension()))?;
+                    out[i] = Some(v);
+                }
+            }
+        }
+        let Some(first) = out.iter().flatten().next() else {
+            return Ok((None, out.into_iter().map(|_| None).collect()));
+        };
+        let model = self.write_model(first.len());
+        let declare = WriteOp::DeclareVectorModel {
+            model: model.id.clone(),
+            dimension: model.dimension,
+            metric: model.metric,
+        };
+        let vectors = out
+            .into_iter()
+            .map(|v| {
+                v.map(|vector| Embedding {
+                    model: model.id.clone(),
+                    vector,
+                })
+            })
+            .collect();
+        Ok((Some(declare), vectors))
+    }
+
+    /// The model vectors of length `dimension` are written under.
+    pub(crate) fn write_model(&self, dimension: usize) -> VectorModel {
+        match self.vector_model() {
+            Some(m) => m.clone(),
+            None => VectorModel {
+                id: crate::embedding::external_model_id(dimension),
+                dimension,
+                metric: self
+                    .vector_model
+                    .as_ref()
+                    .map(|m| m.metric)
+                    .unwrap_or(Metric::Cosine),
+            },
         }
     }
 
@@ -728,13 +898,28 @@ impl Store {
         Self::validate_tenant(scope)?;
         self.batch("memories", &ms)?;
         let at = now();
-        let ops = ms
+        let mut given = Vec::with_capacity(ms.len());
+        let memories = ms
             .into_iter()
-            .map(|m| self.build_memory(scope, m, at).map(WriteOp::Remember))
+            .map(|mut m| {
+                given.push(m.vector.take());
+                self.build_memory(scope, m, at)
+            })
             .collect::<Result<Vec<_>>>()?;
+        let texts: Vec<Option<&str>> = memories.iter().map(|m| Some(m.content.as_str())).collect();
+        let (declare, vectors) = self.vectors_for("vector", given, &texts)?;
+        let mut ops: Vec<WriteOp> = declare.into_iter().collect();
+        let skip = ops.len();
+        ops.extend(
+            memories
+                .into_iter()
+                .zip(vectors)
+                .map(|(memory, vector)| WriteOp::Remember { memory, vector }),
+        );
         self.backend
             .write(scope, ops)?
             .into_iter()
+            .skip(skip)
             .map(|r| match r {
                 WriteResult::Memory(o) => Ok(o),
                 other => Err(Error::Database(
@@ -833,7 +1018,7 @@ impl Store {
         self.object("metadata", &d.metadata)?;
         let at = now();
         let id = id_or_new("id", d.id.as_deref())?;
-        let chunks = chunk_text(&d.content, d.chunking)?
+        let chunks: Vec<Chunk> = chunk_text(&d.content, d.chunking)?
             .into_iter()
             .enumerate()
             .map(|(i, c)| Chunk {
@@ -870,12 +1055,62 @@ impl Store {
             created_at: at,
             updated_at: at,
         };
-        match self.write_one(scope, WriteOp::PutDocument { document, chunks })? {
+        if self.embedder.is_some()
+            && let Some(id) = self.unchanged_document(scope, &document)?
+        {
+            // Embedding is the slow part of a put; an unchanged document needs none, and
+            // the backend would report it unchanged anyway.
+            return Ok(DocumentOutcome::Unchanged { id });
+        }
+        let texts: Vec<Option<&str>> = chunks.iter().map(|c| Some(c.content.as_str())).collect();
+        let given = vec![None; chunks.len()];
+        let (declare, vectors) = self.vectors_for("vector", given, &texts)?;
+        let mut ops: Vec<WriteOp> = declare.into_iter().collect();
+        let skip = ops.len();
+        ops.push(WriteOp::PutDocument {
+            document,
+            chunks,
+            vectors: vectors.into_iter().flatten().collect(),
+        });
+        match self
+            .backend
+            .write(scope, ops)?
+            .into_iter()
+            .nth(skip)
+            .unwrap_or(WriteResult::None)
+        {
             WriteResult::Document(o) => Ok(o),
             other => Err(Error::Database(
                 format!("unexpected result {other:?}").into(),
             )),
         }
+    }
+
+    /// The id of a stored document that `d` would leave unchanged (same id or same
+    /// namespace and source path, same content), found without writing.
+    fn unchanged_document(&self, scope: &Scope, d: &Document) -> Result<Option<String>> {
+        let t = &scope.tenant;
+        if let Some(old) = self.backend.get_document(t, &d.id)? {
+            return Ok((old.content_hash == d.content_hash).then_some(old.id));
+        }
+        let Some(path) = &d.source_path else {
+            return Ok(None);
+        };
+        let page = self.backend.list_documents(
+            t,
+            &DocumentQuery {
+                namespace_prefix: Some(d.namespace.clone()),
+                source_path: Some(path.clone()),
+                limit: MAX_PAGE,
+                ..Default::default()
+            },
+        )?;
+        Ok(page
+            .items
+            .into_iter()
+            .find(|old| old.namespace == d.namespace)
+            .filter(|old| old.content_hash == d.content_hash)
+            .map(|old| old.id))
     }
 
     /// A document by id.
@@ -906,44 +1141,87 @@ impl Store {
     // ---------------------------------------------------------------- search
 
     /// One search over memories, chunks and events; see [`crate::search`] for the steps
-    /// and formulas. Keyword (BM25) only in this build: a vector, or mode `vector` or
-    /// `hybrid`, is refused with `invalid_input` on `mode`.
+    /// and formulas, and [`SearchRequest::mode`] for how the mode is chosen.
     ///
     /// Candidates and records are read in separate snapshots: a record deleted between the
     /// two is skipped (the next candidate takes its place), and one changed in between is
     /// returned as it is now.
     pub fn search(&self, scope: &Scope, req: SearchRequest) -> Result<Vec<SearchHit>> {
         validate_id("tenant", &scope.tenant)?;
-        let plan = req.plan(&self.limits)?;
-        let Some(expression) = plan.expression else {
-            return Ok(Vec::new());
-        };
+        let plan = req.plan(&self.limits, self.embedder.is_some())?;
         if plan.targets.is_empty() {
             return Ok(Vec::new());
         }
         let at = now();
-        let mut cands = self.backend.keyword_candidates(
-            &scope.tenant,
-            &KeywordQuery {
-                expression,
-                terms: plan.terms,
-                targets: plan.targets,
-                filter: req.filter.clone(),
-                limit: (plan.limit * search::CANDIDATE_FACTOR).max(search::MIN_CANDIDATES),
-                now: at,
-            },
-        )?;
+        let wanted = (plan.limit * search::CANDIDATE_FACTOR).max(search::MIN_CANDIDATES);
         let by_key = |a: &Candidate, b: &Candidate| (a.target, &a.id).cmp(&(b.target, &b.id));
-        // Backends promise this order; sorting again keeps ranks independent of that.
-        cands.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| by_key(a, b)));
-        let ranked: Vec<Ranked> = cands
-            .iter()
+        let ranked_list = |mut cands: Vec<Candidate>| {
+            // Backends promise this order; sorting again keeps ranks independent of that.
+            cands.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| by_key(a, b)));
+            cands
+        };
+        let keyword = match (&plan.expression, plan.mode) {
+            (Some(expression), SearchMode::Keyword | SearchMode::Hybrid) => {
+                ranked_list(self.backend.keyword_candidates(
+                    &scope.tenant,
+                    &KeywordQuery {
+                        expression: expression.clone(),
+                        terms: plan.terms.clone(),
+                        targets: plan.targets.clone(),
+                        filter: req.filter.clone(),
+                        limit: wanted,
+                        now: at,
+                    },
+                )?)
+            }
+            _ => Vec::new(),
+        };
+        let mut query_model = None;
+        let vector = match plan.mode {
+            SearchMode::Keyword => Vec::new(),
+            SearchMode::Vector | SearchMode::Hybrid => {
+                let (model, vector) = self.query_vector(&req)?;
+                let cands = self.backend.vector_candidates(
+                    &scope.tenant,
+                    &VectorQuery {
+                        model: model.clone(),
+                        vector,
+                        targets: plan.targets.clone(),
+                        filter: req.filter.clone(),
+                        limit: wanted,
+                        now: at,
+                        ef: req.ef,
+                        exact: req.exact,
+                    },
+                )?;
+                query_model = Some(model);
+                ranked_list(cands)
+            }
+        };
+
+        // One entry per distinct record, with its place in each list.
+        let mut index: BTreeMap<(Target, String), usize> = BTreeMap::new();
+        let mut cands: Vec<Candidate> = Vec::new();
+        let mut ranked: Vec<Ranked> = Vec::new();
+        for (list, c) in keyword
+            .into_iter()
             .enumerate()
-            .map(|(i, c)| Ranked {
-                keyword: Some((i + 1, c.score)),
-                vector: None,
-            })
-            .collect();
+            .map(|x| (0, x))
+            .chain(vector.into_iter().enumerate().map(|x| (1, x)))
+        {
+            let (i, c) = c;
+            let slot = *index.entry((c.target, c.id.clone())).or_insert_with(|| {
+                cands.push(c.clone());
+                ranked.push(Ranked::default());
+                cands.len() - 1
+            });
+            let place = Some((i + 1, c.score));
+            if list == 0 {
+                ranked[slot].keyword = place;
+            } else {
+                ranked[slot].vector = place;
+            }
+        }
         let fused = search::fuse(&ranked, &req.fusion);
         let now_us = crate::time::to_micros(&at);
         let mut scored: Vec<(Candidate, ScoreComponents, f64)> = cands
@@ -1002,16 +1280,155 @@ impl Store {
         for s in scored {
             pool.extend(hit(s)?);
         }
+        let vectors: Vec<Option<Vec<f32>>> = match &query_model {
+            Some(model) => {
+                let refs: Vec<(Target, String)> =
+                    pool.iter().map(|h| (h.target, h.id.clone())).collect();
+                self.backend.get_vectors(&scope.tenant, model, &refs)?
+            }
+            None => vec![None; pool.len()],
+        };
         let words: Vec<_> = pool
             .iter()
             .map(|h| search::word_set(&h.record.searchable_text()))
             .collect();
         let relevance: Vec<f64> = pool.iter().map(|h| h.score).collect();
         let order = search::mmr_order(&relevance, lambda, plan.limit, |i, j| {
-            search::jaccard(&words[i], &words[j])
+            match (&vectors[i], &vectors[j]) {
+                (Some(a), Some(b)) => crate::embedding::cosine(a, b).max(0.0),
+                _ => search::jaccard(&words[i], &words[j]),
+            }
         });
         let mut pool: Vec<Option<SearchHit>> = pool.into_iter().map(Some).collect();
         Ok(order.into_iter().filter_map(|i| pool[i].take()).collect())
+    }
+
+    /// Vector models known to the store, with their vector counts.
+    pub fn vector_models(&self) -> Result<Vec<VectorModelInfo>> {
+        self.backend.vector_models()
+    }
+
+    /// Embeds every record of the scope's tenant that has text but no vector of the
+    /// store's model: memories, chunks, and events when the store embeds events. This is
+    /// the backfill after an embedder is added, and the first half of moving to a new
+    /// model (`agentstore reembed`): the old model's vectors stay in place and keep
+    /// answering searches of readers configured with it until
+    /// [`Store::drop_other_vector_models`]. Work goes in batches of `batch` records, one
+    /// transaction each, so other readers and writers are never blocked for long.
+    /// `progress` gets the running count.
+    pub fn embed_missing(
+        &self,
+        scope: &Scope,
+        batch: usize,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<EmbedReport> {
+        Self::validate_tenant(scope)?;
+        let Some(e) = self.embedder.clone() else {
+            return Err(Error::Config(
+                "embedding records needs an embedder (a model directory or endpoint)".into(),
+            ));
+        };
+        let model = e.model_id().to_owned();
+        let batch = batch.clamp(1, self.limits.max_batch);
+        let mut report = EmbedReport {
+            model: model.clone(),
+            embedded: BTreeMap::new(),
+        };
+        let mut total = 0u64;
+        let targets: &[Target] = if self.embed_events {
+            &Target::ALL
+        } else {
+            &[Target::Memory, Target::Chunk]
+        };
+        for &target in targets {
+            let mut after: Option<String> = None;
+            let mut n = 0u64;
+            loop {
+                let todo = self.backend.missing_vectors(
+                    &scope.tenant,
+                    target,
+                    &model,
+                    after.as_deref(),
+                    batch,
+                )?;
+                let Some(last) = todo.last() else { break };
+                after = Some(last.id.clone());
+                let texts: Vec<Option<&str>> = todo.iter().map(|t| Some(t.text.as_str())).collect();
+                let (declare, vectors) =
+                    self.vectors_for("vector", vec![None; todo.len()], &texts)?;
+                let items: Vec<(String, Embedding)> = todo
+                    .iter()
+                    .zip(vectors)
+                    .filter_map(|(t, v)| v.map(|v| (t.id.clone(), v)))
+                    .collect();
+                n += items.len() as u64;
+                total += items.len() as u64;
+                let mut ops: Vec<WriteOp> = declare.into_iter().collect();
+                ops.push(WriteOp::PutVectors { target, items });
+                self.backend.write(scope, ops)?;
+                progress(total);
+            }
+            report.embedded.insert(target.as_str().to_owned(), n);
+        }
+        Ok(report)
+    }
+
+    /// Deletes the scope's tenant's vectors of every model other than the store's: the
+    /// second half of moving to a new model. Returns how many were deleted.
+    pub fn drop_other_vector_models(&self, scope: &Scope) -> Result<u64> {
+        Self::validate_tenant(scope)?;
+        let Some(keep) = self.vector_model().map(|m| m.id.clone()) else {
+            return Err(Error::Config(
+                "no vector model configured: nothing to keep".into(),
+            ));
+        };
+        let ops: Vec<WriteOp> = self
+            .backend
+            .vector_models()?
+            .into_iter()
+            .filter(|m| m.model != keep)
+            .map(|m| WriteOp::DropVectors { model: m.model })
+            .collect();
+        if ops.is_empty() {
+            return Ok(0);
+        }
+        Ok(self
+            .backend
+            .write(scope, ops)?
+            .into_iter()
+            .map(|r| match r {
+                WriteResult::Count(n) => n,
+                _ => 0,
+            })
+            .sum())
+    }
+
+    /// The query vector of a vector or hybrid search and its model: the request's own, or
+    /// its text embedded by the store's embedder.
+    fn query_vector(&self, req: &SearchRequest) -> Result<(String, Vec<f32>)> {
+        if let Some(v) = &req.vector {
+            let model = match (&req.model, self.vector_model()) {
+                (Some(m), _) => m.clone(),
+                (None, Some(m)) => {
+                    crate::embedding::check_vector("vector", v, Some(m.dimension))?;
+                    m.id.clone()
+                }
+                (None, None) => crate::embedding::external_model_id(v.len()),
+            };
+            return Ok((model, v.clone()));
+        }
+        let (Some(e), Some(text)) = (&self.embedder, req.text.as_deref()) else {
+            return Err(Error::invalid(
+                "mode",
+                "vector search needs a query vector, or query text and a store with an embedder",
+            ));
+        };
+        let v = e.embed(&[text])?.pop().ok_or_else(|| Error::Embedding {
+            code: "bad_response",
+            message: format!("{} returned no vector", e.model_id()),
+        })?;
+        crate::embedding::check_vector("vector", &v, Some(e.dimension()))?;
+        Ok((e.model_id().to_owned(), v))
     }
 
     fn hit_record(&self, scope: &Scope, target: Target, id: &str) -> Result<Option<HitRecord>> {

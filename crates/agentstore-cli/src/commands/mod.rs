@@ -1,16 +1,19 @@
 //! Library calls for each resolved command.
 
 mod admin;
+mod ingest;
 mod migrate;
 mod read;
 mod search;
 mod transfer;
 mod write;
 
+use std::sync::Arc;
+
 use agentstore::Store;
 use agentstore_sqlite::OpenOptions;
 
-use crate::config::{Command, Config};
+use crate::config::{Command, Config, EmbeddingConfig};
 use crate::output::Outcome;
 
 /// Runs the command.
@@ -43,7 +46,9 @@ pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
             all_tenants,
         } => read::audit(cfg, *limit, *after, *all_tenants),
         Command::Search(req) => search::search(cfg, (**req).clone()),
+        Command::Reembed { keep_old, batch } => search::reembed(cfg, *keep_old, *batch),
         Command::Remember(m) => write::remember(cfg, (**m).clone()),
+        Command::Ingest(req) => ingest::ingest(cfg, req),
         Command::SessionCreate(s) => write::session_create(cfg, (**s).clone()),
         Command::EventAppend { session_id, event } => {
             write::event_append(cfg, session_id, (**event).clone())
@@ -56,7 +61,39 @@ fn options(cfg: &Config) -> OpenOptions {
     OpenOptions::new(&cfg.data_dir).durability(cfg.durability)
 }
 
-/// Opens the existing store.
+/// Opens the existing store, with the configured embedder.
 fn open(cfg: &Config) -> anyhow::Result<Store> {
-    Ok(agentstore_sqlite::open(&options(cfg))?)
+    let store = agentstore_sqlite::open(&options(cfg))?;
+    Ok(with_embedder(cfg, store)?)
+}
+
+/// Embeddings computed in one process are cached by model and text hash: re-ingesting
+/// or re-asking the same text costs one hash, not a model run.
+const EMBEDDING_CACHE_ENTRIES: u64 = 10_000;
+
+/// The store with the embedder of `cfg`, if one is configured. Loading the model reads
+/// its files only; nothing is downloaded.
+fn with_embedder(cfg: &Config, store: Store) -> agentstore::Result<Store> {
+    use agentstore_embed::{BertEmbedder, Cached, OpenAiCompatible, OpenAiOptions};
+    let store = store.embed_events(cfg.embed_events);
+    let embedder: Arc<dyn agentstore::Embedder> = match &cfg.embedding {
+        None => return Ok(store),
+        Some(EmbeddingConfig::Local(dir)) => Arc::new(Cached::new(
+            BertEmbedder::load(dir)?,
+            EMBEDDING_CACHE_ENTRIES,
+        )),
+        Some(EmbeddingConfig::Endpoint {
+            url,
+            model,
+            dimension,
+        }) => {
+            let mut o = OpenAiOptions::new(url.clone(), model.clone(), *dimension);
+            o.api_key = std::env::var("AGENTSTORE_EMBEDDING_API_KEY").ok();
+            Arc::new(Cached::new(
+                OpenAiCompatible::new(o)?,
+                EMBEDDING_CACHE_ENTRIES,
+            ))
+        }
+    };
+    Ok(store.with_embedder(embedder))
 }

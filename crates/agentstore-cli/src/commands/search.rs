@@ -1,4 +1,5 @@
-//! `search`: one keyword search over memories, chunks and events.
+//! `search`: one search over memories, chunks and events; `reembed`: vectors for every
+//! record under the configured model.
 
 use agentstore::search::{HitRecord, ScoreComponents, SearchHit, SearchRequest};
 
@@ -70,6 +71,42 @@ fn text(h: &SearchHit) -> String {
             _ => String::new(),
         },
     }
+}
+
+/// `reembed`: every tenant's records without a vector of the configured model are
+/// embedded, then other models' vectors are deleted (unless `keep_old`).
+pub fn reembed(cfg: &Config, keep_old: bool, batch: usize) -> anyhow::Result<Outcome> {
+    let store = open(cfg)?;
+    let Some(model) = store.vector_model().map(|m| m.id.clone()) else {
+        anyhow::bail!(agentstore::Error::Config(
+            "reembed needs an embedder: --model-dir or --embedding-url".into()
+        ));
+    };
+    let bar = crate::output::progress(cfg.json, None, "{spinner} embedding: {pos} record(s)");
+    let mut reports = Vec::new();
+    let mut dropped = 0u64;
+    let mut done_before = 0u64;
+    for tenant in store.list_tenants()? {
+        let scope = agentstore::Scope::new(&tenant.id, &cfg.actor)
+            .with_context(serde_json::json!({ "command": "reembed" }));
+        let report = store.embed_missing(&scope, batch, &mut |n| {
+            bar.set_position(done_before + n);
+        })?;
+        done_before += report.embedded.values().sum::<u64>();
+        if !keep_old {
+            dropped += store.drop_other_vector_models(&scope)?;
+        }
+        reports.push(serde_json::json!({"tenant": tenant.id, "embedded": report.embedded}));
+    }
+    bar.finish_and_clear();
+    let text = format!(
+        "embedded {done_before} record(s) with {model} in {} tenant(s); deleted {dropped} vector(s) of other models\n",
+        reports.len()
+    );
+    Outcome::new(
+        serde_json::json!({"model": model, "tenants": reports, "embedded": done_before, "dropped": dropped}),
+        text,
+    )
 }
 
 #[cfg(test)]

@@ -6,26 +6,15 @@ use std::path::{Path, PathBuf};
 use agentstore::Store;
 use agentstore_sqlite::DataDir;
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::json;
 
 use super::{open, options};
 use crate::config::{Config, Input};
 use crate::output::{Outcome, Table};
 
-/// A progress bar on stderr, or a hidden one when stderr is not a terminal (logs, CI)
-/// or output is for machines.
 fn progress(cfg: &Config, len: Option<u64>, template: &str) -> ProgressBar {
-    let target = if cfg.json || !io::stderr().is_terminal() {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr()
-    };
-    let style = ProgressStyle::with_template(template).unwrap_or_else(|_| match len {
-        Some(_) => ProgressStyle::default_bar(),
-        None => ProgressStyle::default_spinner(),
-    });
-    ProgressBar::with_draw_target(len, target).with_style(style)
+    crate::output::progress(cfg.json, len, template)
 }
 
 pub fn import(cfg: &Config, input: &Input) -> anyhow::Result<Outcome> {

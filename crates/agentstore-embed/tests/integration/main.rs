@@ -6,3 +6,4 @@ mod bert;
 mod cache;
 mod common;
 mod openai;
+mod store;

@@ -76,7 +76,8 @@ fn stats_counts_rows_bytes_and_files() {
             .unwrap_or_else(|| panic!("no entity {e}"))
             .clone()
     };
-    assert_eq!(st.entities.len(), 15);
+    // Every entity table, the vectors table, and the in-memory vector index.
+    assert_eq!(st.entities.len(), 17);
     assert_eq!(rows("tenants").rows, 1);
     assert_eq!(rows("agents").rows, 1);
     assert_eq!(rows("sessions").rows, 2);
@@ -106,7 +107,9 @@ fn verify_passes_on_a_populated_store() {
             "foreign_keys",
             "schema",
             "audit_chain",
-            "event_seq"
+            "event_seq",
+            "vectors",
+            "vector_index"
         ]
     );
     assert!(
@@ -502,7 +505,8 @@ fn maintenance_sweeps_expired_records_and_vacuum_shrinks() {
             "optimize",
             "checkpoint",
             "vacuum",
-            "checkpoint"
+            "checkpoint",
+            "vectors"
         ]
     );
     let after = t.store.stats().unwrap();

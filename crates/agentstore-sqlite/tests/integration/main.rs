@@ -12,3 +12,4 @@ mod search;
 mod sessions;
 mod telemetry;
 mod transfer;
+mod vectors;

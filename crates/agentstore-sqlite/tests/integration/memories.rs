@@ -685,7 +685,13 @@ fn tenants_cannot_see_or_change_each_others_memories() {
     forged.id = "forged".into();
     let err = t
         .store
-        .write(&other, vec![WriteOp::Remember(forged)])
+        .write(
+            &other,
+            vec![WriteOp::Remember {
+                memory: forged,
+                vector: None,
+            }],
+        )
         .unwrap_err();
     assert_eq!(err.code(), "invalid_input");
     assert_eq!(

@@ -156,6 +156,7 @@ fn run(args: &Args, out: &mut impl Write) -> Result<(), String> {
                     &scope,
                     NewMemory {
                         key: Some(key.clone()),
+                        vector: Some(memory_vector(&content)),
                         ..NewMemory::new(content)
                     },
                 )

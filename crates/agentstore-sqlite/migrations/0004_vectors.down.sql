@@ -1,0 +1,10 @@
+DROP TRIGGER events_vectors_delete;
+DROP TRIGGER chunks_vectors_delete;
+DROP TRIGGER memories_vectors_delete;
+DROP TRIGGER vectors_log_delete;
+DROP TRIGGER vectors_log_insert;
+DROP TABLE vector_log_state;
+DROP TABLE vector_log;
+DROP TRIGGER vectors_no_update;
+DROP TABLE vectors;
+DROP TABLE vector_models;
