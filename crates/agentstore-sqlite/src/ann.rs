@@ -258,7 +258,14 @@ impl Ann {
             .map(|(k, _)| k.clone())
             .collect();
         for model in due {
-            self.save_model(&mut st, &model)?;
+            // A snapshot only shortens the replay after a crash; the index in memory is
+            // already right, so a failed save (a full disk) must not fail the search. It is
+            // tried again after the next batch of changes and at close.
+            if self.save_model(&mut st, &model).is_err()
+                && let Some(m) = st.models.get_mut(&model)
+            {
+                m.unsaved = 0;
+            }
         }
         Ok(())
     }

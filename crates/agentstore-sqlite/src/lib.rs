@@ -152,9 +152,11 @@ impl Backend for SqliteBackend {
                 .collect()
         })?;
         // Index new vectors now, so the next search does not pay for them; deletes are
-        // cheap and are picked up by the search itself.
+        // cheap and are picked up by the search itself. The write has committed: a failure
+        // here must not report it as failed, and the next search retries the catch-up and
+        // reports the error there.
         if vectors {
-            self.sync_vectors()?;
+            let _ = self.sync_vectors();
         }
         Ok(out)
     }
