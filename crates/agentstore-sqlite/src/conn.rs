@@ -281,11 +281,28 @@ impl Connections {
                 path.display()
             )));
         }
-        let mut writer = open_connection(&path, opts, false)?;
-        if opts.migrate {
-            migrate::up(&mut writer, None)?;
-        }
-        migrate::check(&writer)?;
+        // Several processes opening a new store at once race on the first schema writes
+        // (WAL switch, migration table), and SQLite can answer SQLITE_BUSY there without
+        // waiting in its busy handler, to avoid a lock-upgrade deadlock. Opening is
+        // idempotent (migrations are one exclusive transaction), so it is retried whole
+        // within the busy timeout.
+        let started = std::time::Instant::now();
+        let writer = loop {
+            let attempt = (|| {
+                let mut writer = open_connection(&path, opts, false)?;
+                if opts.migrate {
+                    migrate::up(&mut writer, None)?;
+                }
+                migrate::check(&writer)?;
+                Ok(writer)
+            })();
+            match attempt {
+                Err(Error::Busy) if started.elapsed() < opts.busy_timeout => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         Ok(Connections {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
