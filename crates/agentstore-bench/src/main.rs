@@ -8,6 +8,7 @@
 //! [--data-dir DIR]`
 
 mod bare;
+mod provenance;
 mod workloads;
 
 use std::fmt::Write as _;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use agentstore_sqlite::Durability;
 use anyhow::{Context, Result, bail};
+use provenance::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use workloads::Measure;
@@ -594,32 +596,7 @@ fn targets(rows: &[Row]) -> String {
     t
 }
 
-/// The workspace this binary was built from (the bench crate sits two levels down).
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .nth(2)
-        .unwrap_or(manifest)
-        .to_path_buf()
-}
-
-fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(cmd).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 fn machine(data_root: &Path) -> String {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
     let mem = read("/proc/meminfo")
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
@@ -628,22 +605,7 @@ fn machine(data_root: &Path) -> String {
             || "unknown".into(),
             |kb| format!("{:.1} GiB", kb as f64 / 1_048_576.0),
         );
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
-    let ws = workspace_root().to_string_lossy().into_owned();
-    let commit = command_output("git", &["-C", &ws, "rev-parse", "--short", "HEAD"]).map_or_else(
-        || "unknown".into(),
-        |c| {
-            let dirty = command_output("git", &["-C", &ws, "status", "--porcelain"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{c} with uncommitted changes")
-            } else {
-                c
-            }
-        },
-    );
-    let rustc = command_output("rustc", &["--version"]).unwrap_or_else(|| "unknown".into());
     let profile = if cfg!(debug_assertions) {
         "debug (numbers not meaningful)"
     } else {
@@ -655,20 +617,11 @@ fn machine(data_root: &Path) -> String {
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         data_root.display(),
         rusqlite::version(),
+        nproc = nproc(),
+        cpu = cpu_model(),
+        rustc = rustc(),
+        commit = commit(),
     )
-}
-
-/// `arg` as one word of a POSIX shell command line (an `--only` value often has spaces).
-fn shell_word(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+".contains(c));
-    if plain {
-        arg.to_owned()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    }
 }
 
 fn report(args: &Args, sizes: &Sizes, runner: &Runner<'_>, rows: &[Row], took: Duration) -> String {

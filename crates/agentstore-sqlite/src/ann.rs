@@ -201,32 +201,21 @@ impl Ann {
         self.dir.join(format!("vectors-{}.hnsw", &h[..24]))
     }
 
-    /// True when the log has entries this process has not applied (one cheap read).
-    fn behind(&self, c: &Connection) -> Result<bool> {
-        let (end, _, epoch) = log_state(c)?;
-        let st = self.state.read();
-        if st.epoch.as_deref() != Some(epoch.as_str()) {
-            return Ok(true);
-        }
-        let declared: i64 = c
-            .prepare_cached("SELECT COUNT(*) FROM vector_models")
-            .db()?
-            .query_row([], |r| r.get(0))
-            .db()?;
-        Ok(declared as usize != st.models.len() || st.models.values().any(|m| m.watermark < end))
-    }
-
     /// Brings every model's index up to the log's end as of `c`'s snapshot (see the
-    /// module docs). Loads or rebuilds indexes on first use.
+    /// module docs). Loads or rebuilds indexes on first use. When nothing is new this is
+    /// two small reads under the shared lock.
     pub(crate) fn sync(&self, c: &Connection) -> Result<()> {
-        if !self.behind(c)? {
-            return Ok(());
-        }
         let (end, truncated, epoch) = log_state(c)?;
-        let declared: Vec<(String, usize, Metric)> = vectors::models(c)?
-            .into_iter()
-            .map(|m| (m.model, m.dimension, m.metric))
-            .collect();
+        let declared = vectors::declared(c)?;
+        {
+            let st = self.state.read();
+            let current = st.epoch.as_deref() == Some(epoch.as_str())
+                && declared.len() == st.models.len()
+                && st.models.values().all(|m| m.watermark >= end);
+            if current {
+                return Ok(());
+            }
+        }
         let mut st = self.state.write();
         if st.epoch.as_deref() != Some(epoch.as_str()) {
             st.models.clear();
@@ -308,21 +297,7 @@ impl Ann {
             // A vector's tenant and target never change, so the current rows give the
             // attributes of every vector the snapshot holds that still exists; the replay
             // removes the others.
-            let rows = c
-                .prepare_cached("SELECT vid, tenant_id, target FROM vectors WHERE model = ?1")
-                .db()?
-                .query_map([model], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()?;
-            for (vid, tenant, target) in rows {
-                let vid = vid as u64;
+            for (vid, tenant, target, _) in stored(c, model, false)? {
                 if mi.index.contains(vid) {
                     let a = Attr {
                         tenant: st.tenant_code(&tenant),
@@ -353,30 +328,15 @@ impl Ann {
         end: i64,
     ) -> Result<ModelIndex> {
         let mut mi = ModelIndex::new(dimension, metric, &self.params);
-        let rows = c
-            .prepare_cached(
-                "SELECT vid, tenant_id, target, vector FROM vectors WHERE model = ?1 ORDER BY vid",
-            )
-            .db()?
-            .query_map([model], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                ))
-            })
-            .db()?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .db()?;
+        let rows = stored(c, model, true)?;
         let mut items = Vec::with_capacity(rows.len());
         for (vid, tenant, target, blob) in rows {
             let a = Attr {
                 tenant: st.tenant_code(&tenant),
                 target: parse_target(&target)?,
             };
-            mi.add_attr(vid as u64, a);
-            items.push((vid as u64, vectors::decode(&blob)?));
+            mi.add_attr(vid, a);
+            items.push((vid, vectors::decode(&blob.unwrap_or_default())?));
         }
         mi.index
             .insert_batch(&items, BUILD_THREADS)
@@ -639,6 +599,26 @@ impl Ask<'_> {
         }
         Ok(out)
     }
+}
+
+/// A stored vector of a model: vid, tenant, target and, when asked for, its bytes.
+type StoredRow = (u64, String, String, Option<Vec<u8>>);
+
+/// Every stored vector of a model, in vid order.
+fn stored(c: &Connection, model: &str, with_vectors: bool) -> Result<Vec<StoredRow>> {
+    let sql = if with_vectors {
+        "SELECT vid, tenant_id, target, vector FROM vectors WHERE model = ?1 ORDER BY vid"
+    } else {
+        "SELECT vid, tenant_id, target, NULL FROM vectors WHERE model = ?1 ORDER BY vid"
+    };
+    c.prepare_cached(sql)
+        .db()?
+        .query_map([model], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()
 }
 
 /// Applies the log after a model's watermark up to `end`.

@@ -107,7 +107,7 @@ impl SqliteBackend {
         self.sync_vectors()?;
         let through = self.ann.save_all()?;
         let loaded = self.ann.counts().len();
-        let declared = self.read(vectors::models)?.len();
+        let declared = self.read(vectors::declared)?.len();
         match through {
             Some(w) if loaded == declared => {
                 let n = self.conns.write(|tx| ann::truncate_log(tx, w))?;

@@ -245,27 +245,40 @@ pub(crate) fn get_many(
         .collect()
 }
 
-/// Applies [`agentstore::Backend::vector_models`].
-pub(crate) fn models(c: &Connection) -> Result<Vec<VectorModelInfo>> {
-    let rows: Vec<(String, i64, String, i64)> = c
-        .prepare_cached(
-            "SELECT m.model, m.dimension, m.metric,
-                    (SELECT COUNT(*) FROM vectors v WHERE v.model = m.model)
-             FROM vector_models m ORDER BY m.model",
-        )
+/// Declared models with their dimension and metric, without counting their vectors
+/// (the index catch-up runs this after every write that carries vectors).
+pub(crate) fn declared(c: &Connection) -> Result<Vec<(String, usize, Metric)>> {
+    let rows: Vec<(String, i64, String)> = c
+        .prepare_cached("SELECT model, dimension, metric FROM vector_models ORDER BY model")
         .db()?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .db()?
         .collect::<rusqlite::Result<_>>()
         .db()?;
     rows.into_iter()
-        .map(|(model, d, metric, n)| {
+        .map(|(model, d, metric)| match Metric::parse(&metric) {
+            Ok(m) => Ok((model, d as usize, m)),
+            Err(_) => Err(Error::Corrupt(format!(
+                "vector model '{model}' has metric '{metric}'"
+            ))),
+        })
+        .collect()
+}
+
+/// Applies [`agentstore::Backend::vector_models`].
+pub(crate) fn models(c: &Connection) -> Result<Vec<VectorModelInfo>> {
+    declared(c)?
+        .into_iter()
+        .map(|(model, dimension, metric)| {
+            let n: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM vectors WHERE model = ?1")
+                .db()?
+                .query_row([&model], |r| r.get(0))
+                .db()?;
             Ok(VectorModelInfo {
-                metric: Metric::parse(&metric).map_err(|_| {
-                    Error::Corrupt(format!("vector model '{model}' has metric '{metric}'"))
-                })?,
                 model,
-                dimension: d as usize,
+                dimension,
+                metric,
                 vectors: n as u64,
             })
         })

@@ -151,16 +151,18 @@ pub struct EmbedReport {
 /// The agentstore engine over one backend. Cheap to clone; share it between threads.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) limits: Limits,
+    backend: Arc<dyn Backend>,
+    limits: Limits,
     subject_secret: Arc<Vec<u8>>,
     /// Embeds memories and chunks on write and query text on search.
-    pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    embedder: Option<Arc<dyn Embedder>>,
     /// The model of the vectors this store writes and searches (the embedder's, or one
     /// declared for caller-supplied vectors).
-    pub(crate) vector_model: Option<VectorModel>,
+    vector_model: Option<VectorModel>,
+    /// Metric of vectors written without a configured model, and of the embedder's.
+    metric: Metric,
     /// Embed events' content too (off by default: events are the hot write path).
-    pub(crate) embed_events: bool,
+    embed_events: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -182,6 +184,7 @@ impl Store {
             subject_secret: Arc::new(subject_secret),
             embedder: None,
             vector_model: None,
+            metric: Metric::default(),
             embed_events: false,
         }
     }
@@ -190,15 +193,10 @@ impl Store {
     /// and query text is embedded for vector and hybrid search. Its model becomes the
     /// store's vector model (metric: cosine, or the one set by [`Store::with_metric`]).
     pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
-        let metric = self
-            .vector_model
-            .as_ref()
-            .map(|m| m.metric)
-            .unwrap_or_default();
         self.vector_model = Some(VectorModel {
             id: embedder.model_id().to_owned(),
             dimension: embedder.dimension(),
-            metric,
+            metric: self.metric,
         });
         self.embedder = Some(embedder);
         self
@@ -208,6 +206,7 @@ impl Store {
     /// vectors must have its dimension and are recorded under its id. Without either, a
     /// caller's vectors are recorded under [`crate::embedding::external_model_id`].
     pub fn with_vector_model(mut self, model: VectorModel) -> Self {
+        self.metric = model.metric;
         self.vector_model = Some(model);
         self
     }
@@ -216,14 +215,9 @@ impl Store {
     /// first vector; a store that already has vectors of the model keeps its metric and
     /// refuses a different one with `conflict`.
     pub fn with_metric(mut self, metric: Metric) -> Self {
+        self.metric = metric;
         if let Some(m) = &mut self.vector_model {
             m.metric = metric;
-        } else {
-            self.vector_model = Some(VectorModel {
-                id: String::new(),
-                dimension: 0,
-                metric,
-            });
         }
         self
     }
@@ -242,7 +236,7 @@ impl Store {
 
     /// The store's vector model, if one is configured.
     pub fn vector_model(&self) -> Option<&VectorModel> {
-        self.vector_model.as_ref().filter(|m| !m.id.is_empty())
+        self.vector_model.as_ref()
     }
 
     /// The backend (for admin tools and tests).
@@ -732,7 +726,7 @@ impl Store {
     /// embedder. Returns the op declaring the model (when any vector is present) and one
     /// entry per record. Embedding happens before the write transaction, so a slow
     /// embedder never holds the write lock.
-    pub(crate) fn vectors_for(
+    fn vectors_for(
         &self,
         field: &str,
         given: Vec<Option<Vec<f32>>>,
@@ -789,17 +783,13 @@ impl Store {
     }
 
     /// The model vectors of length `dimension` are written under.
-    pub(crate) fn write_model(&self, dimension: usize) -> VectorModel {
+    fn write_model(&self, dimension: usize) -> VectorModel {
         match self.vector_model() {
             Some(m) => m.clone(),
             None => VectorModel {
                 id: crate::embedding::external_model_id(dimension),
                 dimension,
-                metric: self
-                    .vector_model
-                    .as_ref()
-                    .map(|m| m.metric)
-                    .unwrap_or(Metric::Cosine),
+                metric: self.metric,
             },
         }
     }

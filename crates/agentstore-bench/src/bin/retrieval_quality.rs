@@ -16,6 +16,8 @@ mod engine;
 mod exact;
 #[path = "retrieval_quality/metrics.rs"]
 mod metrics;
+#[path = "../provenance.rs"]
+mod provenance;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -30,6 +32,7 @@ use anyhow::{Context, Result, bail};
 
 use data::{LoCoMo, SciFact};
 use engine::Mode;
+use provenance::*;
 
 const USAGE: &str = "usage: retrieval_quality [--smoke] [--out PATH] [--only scifact|locomo]
                          [--modes keyword,vector,hybrid] [--embed-docs] [--data DIR]
@@ -886,46 +889,7 @@ fn locomo_section(o: &LocomoOutcome) -> String {
 // ------------------------------------------------------------------------- machine
 
 /// The workspace this binary was built from (the bench crate sits two levels down).
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .nth(2)
-        .unwrap_or(manifest)
-        .to_path_buf()
-}
-
-fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(cmd).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 fn machine() -> String {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let ws = workspace_root().to_string_lossy().into_owned();
-    let commit = command_output("git", &["-C", &ws, "rev-parse", "--short", "HEAD"]).map_or_else(
-        || "unknown".into(),
-        |c| {
-            let dirty = command_output("git", &["-C", &ws, "status", "--porcelain"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{c} with uncommitted changes")
-            } else {
-                c
-            }
-        },
-    );
-    let rustc = command_output("rustc", &["--version"]).unwrap_or_else(|| "unknown".into());
     let profile = if cfg!(debug_assertions) {
         "debug (latencies not meaningful)"
     } else {
@@ -935,19 +899,11 @@ fn machine() -> String {
         "- date: {}\n- machine: nproc {nproc}, {cpu}\n- build: {profile}, {rustc}\n- commit: {commit}\n- SQLite: {}\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         rusqlite::version(),
+        nproc = nproc(),
+        cpu = cpu_model(),
+        rustc = rustc(),
+        commit = commit(),
     )
-}
-
-fn shell_word(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+".contains(c));
-    if plain {
-        arg.to_owned()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    }
 }
 
 fn report(
