@@ -22,5 +22,11 @@ scripts/fetch-model.sh >/dev/null
 echo "== retrieval quality smoke run (SciFact and LoCoMo subsets, every mode; numbers not meaningful)"
 AGENTSTORE_MODEL_DIR="$(scripts/fetch-model.sh)" cargo run --quiet -p agentstore-bench --bin retrieval_quality -- --smoke
 
+echo "== embedding speed smoke run (agentstore only, 32 texts per workload; numbers not meaningful)"
+AGENTSTORE_MODEL_DIR="$(scripts/fetch-model.sh)" bench/embedding-speed.sh --smoke
+
+echo "== hybrid search speed smoke run (2,000 chunks, both keyword engines; numbers not meaningful)"
+cargo run --quiet -p agentstore-bench --bin hybrid_speed -- --smoke
+
 echo "== tests"
 cargo test --workspace

@@ -8,6 +8,11 @@ use agentstore::Record;
 use serde_json::Value;
 
 /// The binary, isolated from the caller's environment.
+/// The schema version this build migrates to.
+fn latest() -> i64 {
+    agentstore_sqlite::migrate::latest_version()
+}
+
 fn cli(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_agentstore"));
     c.env_remove("AGENTSTORE_DATA_DIR")
@@ -124,7 +129,7 @@ fn init_writes_and_reads_back() {
     assert!(out.contains("tenant    default (created)"), "{out}");
     let again = json(&data, &["init"]);
     assert_eq!(again["tenant_created"], false);
-    assert_eq!(again["schema_version"], 4);
+    assert_eq!(again["schema_version"], latest());
 
     let sid = ok(
         &data,
@@ -254,7 +259,7 @@ fn remember_memories_and_stats() {
     assert_eq!(rows("session"), 1);
     assert_eq!(rows("event"), 2);
     assert_eq!(rows("memor"), 3, "two versions of the key and one fact");
-    assert_eq!(stats["schema_version"], 4);
+    assert_eq!(stats["schema_version"], latest());
     let text = ok(&data, &["stats"]);
     assert!(
         text.contains("ENTITY") && text.contains("agentstore.db"),
@@ -363,7 +368,7 @@ fn backup_verify_restore() {
 
     let c = tmp.path().join("c");
     let restored = json(&c, &["restore", backup.to_str().unwrap()]);
-    assert_eq!(restored["manifest"]["schema_version"], 4);
+    assert_eq!(restored["manifest"]["schema_version"], latest());
     assert_eq!(ok(&c, &["export"]), ok(&a, &["export"]));
     assert!(ok(&c, &["events", &sid]).contains("how can I help"));
     // Restoring over an existing store needs --force.
@@ -393,7 +398,7 @@ fn migrate_status_down_up() {
     let st = json(&data, &["migrate", "status"]);
     assert_eq!(
         (st["current"].as_i64(), st["latest"].as_i64()),
-        (Some(4), Some(4))
+        (Some(latest()), Some(latest()))
     );
     assert!(
         st["migrations"]
@@ -404,8 +409,8 @@ fn migrate_status_down_up() {
     );
 
     let down = json(&data, &["migrate", "down"]);
-    assert_eq!(down["rolled_back"], serde_json::json!([4]));
-    assert_eq!(down["current"], 3);
+    assert_eq!(down["rolled_back"], serde_json::json!([latest()]));
+    assert_eq!(down["current"], latest() - 1);
     assert!(ok(&data, &["migrate", "status"]).contains("pending"));
     // The store refuses to open with a pending migration; that is not the user's input
     // being wrong, so the exit code is 1.
@@ -417,7 +422,7 @@ fn migrate_status_down_up() {
     assert_eq!(code, 2);
 
     let up = json(&data, &["migrate", "up"]);
-    assert_eq!(up["applied"], serde_json::json!([4]));
+    assert_eq!(up["applied"], serde_json::json!([latest()]));
     assert_eq!(
         json(&data, &["sessions"])["items"]
             .as_array()

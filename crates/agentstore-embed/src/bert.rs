@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
+
+use crate::encoder::{Config, Encoder, TOKENS_PER_PASS};
 
 use crate::{EmbedError, Embedder, ModelInfo, Result};
 
@@ -53,12 +54,15 @@ impl Default for BertEmbedderOptions {
 /// padding) tokens, then L2 normalisation, so every vector has unit length and cosine
 /// similarity is a dot product.
 ///
+/// The forward pass is this crate's own (see `encoder.rs` for why not candle-transformers'
+/// `BertModel`), on candle's matrix products. Speed against sentence-transformers on the
+/// same two cores: bench/embedding-speed.sh.
+///
 /// Threads: the forward pass runs on candle's own pool, one thread per physical core
-/// (`CANDLE_NUM_THREADS` overrides it). On the 2-core reference machine the second thread
-/// takes short sentences from ~115/s to ~190/s (release build). Concurrent `embed` calls are
-/// safe but share those threads.
+/// (`RAYON_NUM_THREADS` or `CANDLE_NUM_THREADS` override it; [`BertEmbedder::threads`]).
+/// Concurrent `embed` calls are safe but share those threads.
 pub struct BertEmbedder {
-    model: BertModel,
+    model: Encoder,
     /// Truncates to `max_tokens`, does not pad (batches are padded here, see `embed`).
     tokenizer: Tokenizer,
     /// Neither truncates nor pads: for [`BertEmbedder::count_tokens`].
@@ -128,7 +132,7 @@ impl BertEmbedder {
             VarBuilder::from_buffered_safetensors(weights, DType::F32, &device).map_err(|e| {
                 EmbedError::model_file(&weights_path, format!("not a safetensors file: {e}"))
             })?;
-        let model = BertModel::load(vb, &config).map_err(|e| {
+        let model = Encoder::load(vb, &config).map_err(|e| {
             EmbedError::model_file(
                 &weights_path,
                 format!("does not hold the BERT weights config.json describes: {e}"),
@@ -154,6 +158,11 @@ impl BertEmbedder {
         self.batch_size
     }
 
+    /// Threads a forward pass runs on (see the type's documentation).
+    pub fn threads(&self) -> usize {
+        candle_core::utils::get_num_threads()
+    }
+
     /// The token ids the model reads for `text`: special tokens added, truncated to
     /// `max_tokens`.
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
@@ -174,35 +183,58 @@ impl BertEmbedder {
         Ok(encoding.len())
     }
 
-    /// One forward pass over encodings of similar length, padded here to the longest.
+    /// Embeds encodings of similar length, in forward passes of at most `TOKENS_PER_PASS`
+    /// tokens each padded to its own longest.
     fn embed_batch(&self, batch: &[&Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let longest = batch.iter().map(|e| e.len()).max().unwrap_or(1).max(1);
+        let rows_per_pass = (TOKENS_PER_PASS / longest).max(1);
+        let mut out = Vec::with_capacity(batch.len());
+        for pass in batch.chunks(rows_per_pass) {
+            out.extend(self.forward_pass(pass)?);
+        }
+        Ok(out)
+    }
+
+    /// One forward pass, then mean pooling over real tokens and L2 normalisation with
+    /// sentence-transformers' clamps: the token count at least 1e-9 and the norm at least
+    /// 1e-12 (F.normalize's eps).
+    fn forward_pass(&self, batch: &[&Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {
         let rows = batch.len();
         let len = batch.iter().map(|e| e.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows * len);
         let mut type_ids = Vec::with_capacity(rows * len);
-        let mut mask = Vec::with_capacity(rows * len);
+        let mut lengths = Vec::with_capacity(rows);
         for encoding in batch {
             let pad = len - encoding.len();
             ids.extend_from_slice(encoding.get_ids());
             ids.extend(std::iter::repeat_n(self.pad_id, pad));
             type_ids.extend_from_slice(encoding.get_type_ids());
             type_ids.extend(std::iter::repeat_n(0u32, pad));
-            mask.extend_from_slice(encoding.get_attention_mask());
-            mask.extend(std::iter::repeat_n(0u32, pad));
+            // The tokenizer neither pads nor masks here: every token of an encoding is real.
+            lengths.push(encoding.len());
         }
         let ids = Tensor::from_vec(ids, (rows, len), &self.device)?;
         let type_ids = Tensor::from_vec(type_ids, (rows, len), &self.device)?;
-        let mask = Tensor::from_vec(mask, (rows, len), &self.device)?;
-
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // (rows, len, dim)
-        // Mean pooling over real tokens, with sentence-transformers' clamps: the token count
-        // at least 1e-9 and the norm at least 1e-12 (F.normalize's eps).
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (rows, len, 1)
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (rows, dim)
-        let counts = mask.sum(1)?.maximum(1e-9f32)?; // (rows, 1)
-        let mean = summed.broadcast_div(&counts)?;
-        let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12f32)?;
-        mean.broadcast_div(&norms)?.to_vec2::<f32>()
+        let hidden = self.model.forward(&ids, &type_ids, &lengths)?; // (rows × len, dim)
+        let hidden = hidden.flatten_all()?.to_vec1::<f32>()?;
+        let dim = hidden.len() / (rows * len).max(1);
+        Ok(lengths
+            .iter()
+            .enumerate()
+            .map(|(r, &n)| {
+                let mut mean = vec![0f32; dim];
+                for token in hidden[r * len * dim..].chunks_exact(dim).take(n) {
+                    for (m, x) in mean.iter_mut().zip(token) {
+                        *m += x;
+                    }
+                }
+                let count = (n as f32).max(1e-9);
+                mean.iter_mut().for_each(|m| *m /= count);
+                let norm = mean.iter().map(|m| m * m).sum::<f32>().sqrt().max(1e-12);
+                mean.iter_mut().for_each(|m| *m /= norm);
+                mean
+            })
+            .collect())
     }
 }
 

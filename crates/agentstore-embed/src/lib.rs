@@ -21,6 +21,7 @@
 
 mod bert;
 mod cache;
+mod encoder;
 mod error;
 mod openai;
 

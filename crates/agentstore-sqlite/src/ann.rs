@@ -187,10 +187,14 @@ fn log_state(c: &Connection) -> Result<(i64, i64, String)> {
 }
 
 impl Ann {
-    pub(crate) fn new(dir: PathBuf) -> Self {
+    pub(crate) fn new(dir: PathBuf, params: IndexParams) -> Self {
+        // As an index holds them (clamped), so a loaded snapshot compares equal.
+        let params = VectorIndex::new(1, agentstore_vector::Metric::Cosine, params)
+            .params()
+            .clone();
         Ann {
             dir,
-            params: IndexParams::default(),
+            params,
             state: RwLock::new(State::default()),
         }
     }
@@ -284,6 +288,9 @@ impl Ann {
             && meta.watermark <= end
             && index.dim() == dimension
             && index.metric() == to_index_metric(metric)
+            // Built with other parameters (say, before int8 traversal was asked for):
+            // rebuilt with the ones asked for now.
+            && index.params() == &self.params
         {
             let mut mi = ModelIndex {
                 index,

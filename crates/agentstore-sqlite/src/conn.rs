@@ -159,6 +159,14 @@ pub struct OpenOptions {
     pub busy_timeout: Duration,
     /// Input size limits.
     pub limits: Limits,
+    /// When the in-memory keyword index of large stores is built (`keyword_index.rs`).
+    pub keyword_index: crate::KeywordIndexMode,
+    /// Parameters of the in-memory vector indexes: graph degree, build breadth, and
+    /// whether the graph is traversed on int8 codes with exact f32 rescoring
+    /// ([`crate::Quantization::I8`]: lower latency once the vectors outgrow the CPU
+    /// caches, 25% more memory). An index snapshot built with other parameters is
+    /// rebuilt.
+    pub vector_index: crate::IndexParams,
 }
 
 impl Default for OpenOptions {
@@ -171,6 +179,8 @@ impl Default for OpenOptions {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             limits: Limits::default(),
+            keyword_index: crate::KeywordIndexMode::default(),
+            vector_index: crate::IndexParams::default(),
         }
     }
 }

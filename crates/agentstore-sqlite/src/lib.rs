@@ -42,6 +42,7 @@ mod checkpoints;
 mod conn;
 mod documents;
 mod infra;
+mod keyword_index;
 mod memories;
 pub mod migrate;
 mod search;
@@ -60,14 +61,19 @@ use agentstore::backend::*;
 use agentstore::*;
 
 pub use admin::{read_manifest, restore, verify_backup};
+pub use agentstore_vector::{IndexParams, Quantization};
 pub use conn::{DataDir, Durability, OpenOptions, pragmas};
+pub use keyword_index::KeywordIndexMode;
 
 /// The SQLite backend. Open it with [`open`] or [`SqliteBackend::open`].
 pub struct SqliteBackend {
-    conns: conn::Connections,
+    conns: Arc<conn::Connections>,
     dir: DataDir,
     /// The vector indexes, derived from the `vectors` table (see `ann.rs`).
     ann: ann::Ann,
+    /// The keyword index of large stores, derived from the record tables (see
+    /// `keyword_index.rs`); FTS5 answers when it is not ready.
+    keywords: keyword_index::KeywordIndex,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -91,9 +97,15 @@ impl SqliteBackend {
     /// unless `opts.migrate` is set, in which case pending migrations are applied.
     pub fn open(opts: &OpenOptions) -> Result<Self> {
         let dir = DataDir::new(&opts.data_dir);
-        let conns = conn::Connections::open(&dir, opts)?;
-        let ann = ann::Ann::new(dir.index_dir());
-        Ok(SqliteBackend { conns, dir, ann })
+        let conns = Arc::new(conn::Connections::open(&dir, opts)?);
+        let ann = ann::Ann::new(dir.index_dir(), opts.vector_index.clone());
+        let keywords = keyword_index::KeywordIndex::new(opts.keyword_index);
+        Ok(SqliteBackend {
+            conns,
+            dir,
+            ann,
+            keywords,
+        })
     }
 
     /// Brings the in-memory vector indexes up to every committed vector.
@@ -249,6 +261,9 @@ impl Backend for SqliteBackend {
     }
 
     fn keyword_candidates(&self, tenant: &str, q: &KeywordQuery) -> Result<Vec<Candidate>> {
+        if let Some(found) = self.read(|c| self.keywords.candidates(&self.conns, c, tenant, q))? {
+            return Ok(found);
+        }
         // Bring the event index up to every event committed so far (migration 0003);
         // the check is one read, the catch-up a bulk insert only when events arrived.
         if q.targets.contains(&agentstore::search::Target::Event)
@@ -365,6 +380,12 @@ impl Backend for SqliteBackend {
             rows: vectors as u64,
             bytes: bytes as u64,
         });
+        let (docs, bytes) = self.keywords.size();
+        stats.entities.push(EntityStats {
+            entity: "keyword_index (memory)".into(),
+            rows: docs,
+            bytes,
+        });
         Ok(stats)
     }
 
@@ -401,6 +422,12 @@ impl Backend for SqliteBackend {
     fn maintenance(&self, opts: &MaintenanceOptions) -> Result<MaintenanceReport> {
         let mut rep = admin::maintenance(&self.conns, &self.dir, opts)?;
         rep.steps.push(self.snapshot_vectors()?);
+        let protect = self.keywords.watermark();
+        let n = self
+            .conns
+            .write(|tx| keyword_index::truncate_log(tx, protect))?;
+        rep.steps
+            .push(format!("keyword index: {n} log entries dropped"));
         rep.bytes_after = admin::store_bytes(&self.dir);
         Ok(rep)
     }

@@ -62,6 +62,12 @@ pub static MIGRATIONS: &[Migration] = &[
         up: include_str!("../migrations/0004_vectors.up.sql"),
         down: include_str!("../migrations/0004_vectors.down.sql"),
     },
+    Migration {
+        version: 5,
+        name: "keyword_log",
+        up: include_str!("../migrations/0005_keyword_log.up.sql"),
+        down: include_str!("../migrations/0005_keyword_log.down.sql"),
+    },
 ];
 
 /// The latest version this binary knows.
@@ -292,7 +298,7 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         assert!(matches!(
             check(&c),
-            Err(Error::SchemaPending { pending: 4, .. })
+            Err(Error::SchemaPending { pending: 5, .. })
         ));
         assert_eq!(up(&mut c, Some(1)).unwrap(), vec![1]);
         let v1 = schema(&c);
@@ -300,9 +306,15 @@ mod tests {
         let v2 = schema(&c);
         assert_eq!(up(&mut c, Some(3)).unwrap(), vec![3]);
         let v3 = schema(&c);
-        assert_eq!(up(&mut c, None).unwrap(), vec![4]);
+        assert_eq!(up(&mut c, Some(4)).unwrap(), vec![4]);
+        let v4 = schema(&c);
+        assert_eq!(up(&mut c, None).unwrap(), vec![5]);
         check(&c).unwrap();
         let full = schema(&c);
+        assert_eq!(down(&mut c, Some(3)).unwrap(), vec![5, 4]);
+        assert_eq!(schema(&c), v3);
+        up(&mut c, Some(4)).unwrap();
+        assert_eq!(schema(&c), v4);
         assert_eq!(down(&mut c, None).unwrap(), vec![4]);
         assert_eq!(schema(&c), v3);
         assert_eq!(down(&mut c, Some(2)).unwrap(), vec![3]);

@@ -30,7 +30,7 @@ pub(crate) fn encode(v: &[f32]) -> Vec<u8> {
 
 /// Stored bytes as f32 values; a length that is not a multiple of 4 is damage.
 pub(crate) fn decode(b: &[u8]) -> Result<Vec<f32>> {
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return Err(Error::Corrupt(format!(
             "a stored vector has {} bytes, not a multiple of 4",
             b.len()

@@ -55,7 +55,7 @@ proptest! {
             .cloned()
             .enumerate()
             .map(|(t, sizes)| {
-                let store = if t % 2 == 0 { shared.clone() } else { second.clone() };
+                let store = if t.is_multiple_of(2) { shared.clone() } else { second.clone() };
                 let scope = scope.clone();
                 let barrier = Arc::clone(&barrier);
                 std::thread::spawn(move || {

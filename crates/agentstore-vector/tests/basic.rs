@@ -408,8 +408,8 @@ fn filter_may_search_the_same_index() {
     ix.insert_batch(&data, 2).unwrap();
     let ix = &ix;
     let q = data[0].1.clone();
-    let inner = |key: u64| key % 2 == 0 && !ix.search(&q, 1, 16, None).unwrap().is_empty();
+    let inner = |key: u64| key.is_multiple_of(2) && !ix.search(&q, 1, 16, None).unwrap().is_empty();
     let hits = ix.search(&q, 5, 16, Some(&inner)).unwrap();
     assert_eq!(hits.len(), 5);
-    assert!(hits.iter().all(|h| h.key % 2 == 0));
+    assert!(hits.iter().all(|h| h.key.is_multiple_of(2)));
 }

@@ -74,11 +74,14 @@ fn recall_after_removals_and_replacements() {
     let s = scifact();
     let mut ix = build(Quantization::None, 2);
     // Remove a third (stays below the auto-compaction share, so tombstones route).
-    for row in (0..s.base.len()).filter(|r| r % 3 == 0) {
+    for row in (0..s.base.len()).filter(|r| r.is_multiple_of(3)) {
         assert!(ix.remove(key_of(row)));
     }
     // Replace some vectors by another row's vector.
-    for row in (1..s.base.len()).step_by(50).filter(|r| r % 3 != 0) {
+    for row in (1..s.base.len())
+        .step_by(50)
+        .filter(|r| !r.is_multiple_of(3))
+    {
         ix.insert(key_of(row), &s.base[(row * 7) % s.base.len()])
             .unwrap();
     }

@@ -648,7 +648,7 @@ pub struct SearchHit {
 /// Scripts written without spaces between words: FTS5's unicode61 tokenizer keeps a run
 /// of such characters as one token, so a query word in them is matched as a prefix of
 /// the indexed run rather than as a whole token.
-fn is_unspaced_script(c: char) -> bool {
+pub fn is_unspaced_script(c: char) -> bool {
     matches!(c as u32,
         0x0E00..=0x0EFF       // Thai, Lao
         | 0x1100..=0x11FF     // Hangul Jamo
@@ -1125,7 +1125,7 @@ mod tests {
             lambda in 0.0f64..=1.0,
         ) {
             rel.sort_by(|a, b| b.total_cmp(a));
-            let sim = |i: usize, j: usize| if (i + j) % 3 == 0 { 0.9 } else { 0.1 };
+            let sim = |i: usize, j: usize| if (i + j).is_multiple_of(3) { 0.9 } else { 0.1 };
             let order = mmr_order(&rel, lambda, k, sim);
             prop_assert_eq!(order.len(), k.min(rel.len()));
             let distinct: BTreeSet<_> = order.iter().collect();

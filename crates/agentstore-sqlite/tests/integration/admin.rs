@@ -76,8 +76,8 @@ fn stats_counts_rows_bytes_and_files() {
             .unwrap_or_else(|| panic!("no entity {e}"))
             .clone()
     };
-    // Every entity table, the vectors table, and the in-memory vector index.
-    assert_eq!(st.entities.len(), 17);
+    // Every entity table, the vectors table, and the in-memory vector and keyword indexes.
+    assert_eq!(st.entities.len(), 18);
     assert_eq!(rows("tenants").rows, 1);
     assert_eq!(rows("agents").rows, 1);
     assert_eq!(rows("sessions").rows, 2);
@@ -506,7 +506,8 @@ fn maintenance_sweeps_expired_records_and_vacuum_shrinks() {
             "checkpoint",
             "vacuum",
             "checkpoint",
-            "vectors"
+            "vectors",
+            "keyword index"
         ]
     );
     let after = t.store.stats().unwrap();

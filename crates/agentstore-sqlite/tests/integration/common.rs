@@ -1,7 +1,7 @@
 //! Shared setup: a fresh store in a temp dir with one tenant.
 
 use agentstore::{Scope, Store};
-use agentstore_sqlite::OpenOptions;
+use agentstore_sqlite::{KeywordIndexMode, OpenOptions};
 
 pub struct TestStore {
     pub store: Store,
@@ -11,9 +11,15 @@ pub struct TestStore {
 
 /// A new store with tenant `t1`, scoped as actor `test`.
 pub fn store() -> TestStore {
+    store_with(KeywordIndexMode::default())
+}
+
+/// As [`store`], with the keyword index built as `mode` says.
+pub fn store_with(mode: KeywordIndexMode) -> TestStore {
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        agentstore_sqlite::open(&OpenOptions::new(dir.path().join("data")).create()).unwrap();
+    let mut opts = OpenOptions::new(dir.path().join("data")).create();
+    opts.keyword_index = mode;
+    let store = agentstore_sqlite::open(&opts).unwrap();
     store.create_tenant("test", "t1", "Tenant One").unwrap();
     TestStore {
         store,

@@ -324,11 +324,18 @@ fn list_filters_and_pages() {
         )
         .unwrap();
     let mut ids = Vec::new();
-    for i in 0..7 {
+    for i in 0..7usize {
         let mut d = NewDocument::new(format!("Document number {i}."));
         d.id = Some(format!("d-{i}"));
         d.namespace = Namespace::new(if i < 4 { vec!["kb", "a"] } else { vec!["kbx"] }).unwrap();
-        d.doc_type = Some(if i % 2 == 0 { "markdown" } else { "text" }.into());
+        d.doc_type = Some(
+            if i.is_multiple_of(2) {
+                "markdown"
+            } else {
+                "text"
+            }
+            .into(),
+        );
         // Paths are unique per namespace (a shared one would replace), one shared across two.
         d.source_path = Some(match i {
             2 | 5 => "shared.md".into(),

@@ -6,9 +6,14 @@ mod checkpoints;
 mod common;
 mod documents;
 mod infra;
+mod keyword_index;
 mod memories;
 mod migrations;
 mod search;
+// The same tests again, answered by the keyword index instead of FTS5 (see search.rs).
+#[allow(clippy::duplicate_mod)]
+#[path = "search.rs"]
+mod search_keyword_index;
 mod sessions;
 mod telemetry;
 mod transfer;

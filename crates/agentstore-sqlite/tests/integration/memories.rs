@@ -512,7 +512,7 @@ fn orders_paginate_without_duplicates_or_gaps() {
     let mk = |i: usize| {
         let mut m = NewMemory::new(format!("memory number {i}"));
         m.id = Some(format!("p-{i:02}"));
-        m.pinned = i % 7 == 0;
+        m.pinned = i.is_multiple_of(7);
         m.priority = (i % 3) as i64;
         m.importance = Some((i % 4) as f64 / 4.0);
         m

@@ -60,7 +60,8 @@ fn load(t: &TestStore, vs: &[Vec<f32>]) {
                 NewMemory {
                     id: Some(format!("m{i}")),
                     kind: format!("k{}", i % 10),
-                    namespace: Namespace::new([if i % 2 == 0 { "a" } else { "b" }]).unwrap(),
+                    namespace: Namespace::new([if i.is_multiple_of(2) { "a" } else { "b" }])
+                        .unwrap(),
                     metadata: json!({"bucket": i % 100, "half": i % 2}),
                     vector: Some(v.clone()),
                     ..NewMemory::new(format!("memory number {i}"))
@@ -238,6 +239,19 @@ fn graph_search_keeps_recall_with_and_without_filters() {
             .unwrap();
         assert_eq!(ids(&hits), brute(&vs, q, 10, |_| true));
     }
+    // The same store opened with int8 traversal: the snapshot, built without it, is
+    // replaced by an index that walks int8 codes and rescores in f32, at the same recall.
+    t.store.maintenance(false).unwrap();
+    let mut opts = agentstore_sqlite::OpenOptions::new(t.dir.path().join("data"));
+    opts.vector_index.quantization = agentstore_sqlite::Quantization::I8;
+    let quantised = agentstore_sqlite::open(&opts).unwrap();
+    let mut total = 0.0;
+    for q in &queries {
+        let got = ids(&vsearch(&quantised, &t, q, 10, SearchFilter::default()));
+        total += recall(&got, &brute(&vs, q, 10, |_| true));
+    }
+    let r = total / queries.len() as f64;
+    assert!(r >= 0.95, "int8: recall@10 {r}");
 }
 
 #[test]

@@ -147,7 +147,7 @@ fn run(args: &Args, out: &mut impl Write) -> Result<(), String> {
             last_event_id: last.id.clone(),
         })?;
 
-        if batch % MEMORY_EVERY == 0 {
+        if batch.is_multiple_of(MEMORY_EVERY) {
             let key = memory_key(rng.random_range(0..MEMORY_KEYS));
             let content = memory_content(&run, batch, &key);
             let content_hash = sha256_hex(content.as_bytes());
@@ -168,7 +168,7 @@ fn run(args: &Args, out: &mut impl Write) -> Result<(), String> {
             })?;
         }
 
-        if batch % KV_EVERY == 0 {
+        if batch.is_multiple_of(KV_EVERY) {
             let key = kv_key(rng.random_range(0..KV_KEYS));
             let entry = store
                 .kv_set(
