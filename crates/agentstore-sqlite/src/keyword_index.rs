@@ -294,7 +294,12 @@ impl Writer {
         if st.epoch != self.epoch || st.truncated > self.watermark {
             return Ok(false);
         }
-        if st.end <= self.watermark && (0..3).all(|i| st.max_rid[i] <= self.marks[i]) {
+        // A snapshot older than what the index has applied (a concurrent search that began
+        // earlier) must not scan: it could bring back rows deleted since. The caller's
+        // filter query reads its own snapshot, which drops newer records.
+        if st.end < self.watermark
+            || (st.end == self.watermark && (0..3).all(|i| st.max_rid[i] <= self.marks[i]))
+        {
             return Ok(true);
         }
         // Records the log names, and how far each table's rid scan must reach down.
