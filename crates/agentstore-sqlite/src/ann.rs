@@ -164,17 +164,6 @@ fn index_err(e: IndexError) -> Error {
     }
 }
 
-fn parse_target(s: &str) -> Result<Target> {
-    match s {
-        "memory" => Ok(Target::Memory),
-        "chunk" => Ok(Target::Chunk),
-        "event" => Ok(Target::Event),
-        other => Err(Error::Corrupt(format!(
-            "vector of unknown target '{other}'"
-        ))),
-    }
-}
-
 /// The log's end, truncation mark and epoch, from one snapshot.
 fn log_state(c: &Connection) -> Result<(i64, i64, String)> {
     c.prepare_cached(
@@ -308,7 +297,7 @@ impl Ann {
                 if mi.index.contains(vid) {
                     let a = Attr {
                         tenant: st.tenant_code(&tenant),
-                        target: parse_target(&target)?,
+                        target: parse_target(&target, "vector")?,
                     };
                     mi.add_attr(vid, a);
                 }
@@ -340,7 +329,7 @@ impl Ann {
         for (vid, tenant, target, blob) in rows {
             let a = Attr {
                 tenant: st.tenant_code(&tenant),
-                target: parse_target(&target)?,
+                target: parse_target(&target, "vector")?,
             };
             mi.add_attr(vid, a);
             items.push((vid, vectors::decode(&blob.unwrap_or_default())?));
@@ -661,7 +650,7 @@ fn replay(c: &Connection, st: &mut State, model: &str, end: i64) -> Result<()> {
                     vid,
                     Attr {
                         tenant: st.tenant_code(&tenant),
-                        target: parse_target(&target)?,
+                        target: parse_target(&target, "vector")?,
                     },
                 ));
                 inserts.push((vid, vectors::decode(&blob)?));

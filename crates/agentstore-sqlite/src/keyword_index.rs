@@ -114,20 +114,12 @@ fn target_prefix(t: Target) -> char {
     }
 }
 
+/// The rid bits of a document key.
+const RID_MASK: u64 = (1 << 56) - 1;
+
 /// A record's document key: its target in the top byte, its rid below.
 fn key(t: Target, rid: i64) -> u64 {
-    ((target_index(t) as u64) << 56) | (rid as u64 & ((1 << 56) - 1))
-}
-
-fn parse_target(s: &str) -> Result<Target> {
-    match s {
-        "memory" => Ok(Target::Memory),
-        "chunk" => Ok(Target::Chunk),
-        "event" => Ok(Target::Event),
-        other => Err(Error::Corrupt(format!(
-            "keyword log entry of unknown target '{other}'"
-        ))),
-    }
+    ((target_index(t) as u64) << 56) | (rid as u64 & RID_MASK)
 }
 
 /// The searchable text of a target's records, concatenated (FTS5 indexes the same
@@ -139,14 +131,6 @@ fn text_sql(t: Target) -> &'static str {
         }
         Target::Chunk => "SELECT rid, tenant_id, content FROM chunks",
         Target::Event => "SELECT rid, tenant_id, concat_ws(' ', content, tool_name) FROM events",
-    }
-}
-
-fn table(t: Target) -> &'static str {
-    match t {
-        Target::Memory => "memories",
-        Target::Chunk => "chunks",
-        Target::Event => "events",
     }
 }
 
@@ -322,7 +306,7 @@ impl Writer {
                 .db()?;
             for row in rows {
                 let (target, rid, floor) = row.db()?;
-                let i = target_index(parse_target(&target)?);
+                let i = target_index(parse_target(&target, "keyword log entry")?);
                 touched[i].insert(rid);
                 if let Some(floor) = floor {
                     low[i] = low[i].min(floor);
@@ -493,7 +477,7 @@ impl Ready {
                         .u64("key")
                         .map_err(tantivy_err)?;
                     if let Some(key) = column.first(addr.doc_id) {
-                        hits.push(((key & ((1 << 56) - 1)) as i64, *score));
+                        hits.push(((key & RID_MASK) as i64, *score));
                     }
                 }
                 let rids: Vec<i64> = hits.iter().map(|h| h.0).collect();
@@ -567,7 +551,7 @@ fn passing(
         "SELECT r.rid, r.id, r.created_at, {importance}
          FROM json_each(?) k CROSS JOIN {table} r ON r.rid = k.value {parent} {where_}",
         importance = s.importance,
-        table = table(target),
+        table = s.table,
         parent = s.parent,
         where_ = f.where_sql(),
     );

@@ -4,6 +4,16 @@ use agentstore::time::{from_micros, to_micros};
 use agentstore::{Error, Json, Namespace, Result, Timestamp};
 use rusqlite::ErrorCode;
 
+/// A target from a stored name (`vectors.target`, `keyword_log.target`); `what` names
+/// the row for the corruption report.
+pub(crate) fn parse_target(s: &str, what: &str) -> Result<agentstore::search::Target> {
+    use agentstore::search::Target;
+    Target::ALL
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .ok_or_else(|| Error::Corrupt(format!("{what} of unknown target '{s}'")))
+}
+
 /// Microseconds for a timestamp column.
 pub(crate) fn ts(t: &Timestamp) -> i64 {
     to_micros(t)
