@@ -97,11 +97,54 @@ pub enum DurabilityArg {
     Normal,
 }
 
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Create a key for --tenant; its secret is printed once and never stored.
+    Create {
+        /// Scopes, comma-separated: read, write, admin.
+        #[arg(long, value_name = "LIST", default_value = "read,write")]
+        scopes: String,
+        /// A label for people.
+        #[arg(long, value_name = "NAME", default_value = "cli")]
+        name: String,
+        /// Days until the key expires [default: never].
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+    },
+    /// List the tenant's keys (never their secrets).
+    List,
+    /// Revoke a key; it stops working at once.
+    Revoke {
+        /// Key id.
+        id: String,
+    },
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RawCommand {
     /// Create the data directory and database, migrate it and create the tenant.
     Init,
+    /// Serve the REST API (/v1, /v1/openapi.json, /healthz, /readyz, /metrics) until
+    /// SIGINT or SIGTERM; requests in flight are finished before exit.
+    Serve {
+        /// Listen address [default: the preset's, 127.0.0.1:8080].
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// TOML configuration file (see docs/server.md); environment variables
+        /// AGENTSTORE_* override it, flags override both.
+        #[arg(long, env = "AGENTSTORE_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Defaults to start from: dev, test or prod [default: dev, or the file's].
+        #[arg(long, env = "AGENTSTORE_PRESET", value_name = "NAME")]
+        preset: Option<String>,
+    },
+    /// Create, list and revoke the tenant's API keys for the server.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Show, apply or roll back schema migrations.
     Migrate {
         #[command(subcommand)]

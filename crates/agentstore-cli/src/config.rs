@@ -16,8 +16,8 @@ use agentstore::{
 use agentstore_sqlite::Durability;
 
 use crate::args::{
-    DurabilityArg, EventAction, MemoryAction, MigrateAction, ModeArg, RawArgs, RawCommand,
-    SessionAction, TargetArg,
+    DurabilityArg, EventAction, KeysAction, MemoryAction, MigrateAction, ModeArg, RawArgs,
+    RawCommand, SessionAction, TargetArg,
 };
 
 /// Largest page the engine serves in one call.
@@ -88,6 +88,16 @@ pub struct IngestRequest {
 #[derive(Debug)]
 pub enum Command {
     Init,
+    Serve(Box<crate::serve_config::ServeSettings>),
+    KeysCreate {
+        scopes: Vec<agentstore::KeyScope>,
+        name: String,
+        expires_at: Option<Timestamp>,
+    },
+    KeysList,
+    KeysRevoke {
+        id: String,
+    },
     MigrateStatus,
     MigrateUp {
         to: Option<i64>,
@@ -150,6 +160,10 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Init => "init",
+            Command::Serve(_) => "serve",
+            Command::KeysCreate { .. } => "keys create",
+            Command::KeysList => "keys list",
+            Command::KeysRevoke { .. } => "keys revoke",
             Command::MigrateStatus => "migrate status",
             Command::MigrateUp { .. } => "migrate up",
             Command::MigrateDown { .. } => "migrate down",
@@ -255,6 +269,36 @@ impl Config {
 fn resolve_command(raw: RawCommand) -> Result<Command> {
     Ok(match raw {
         RawCommand::Init => Command::Init,
+        RawCommand::Serve {
+            addr,
+            config,
+            preset,
+        } => Command::Serve(Box::new(crate::serve_config::ServeSettings::resolve(
+            config.as_deref(),
+            preset.as_deref(),
+            addr.as_deref(),
+            &crate::serve_config::env_vars(),
+        )?)),
+        RawCommand::Keys { action } => match action {
+            KeysAction::Create {
+                scopes,
+                name,
+                expires_in_days,
+            } => Command::KeysCreate {
+                scopes: scopes
+                    .split(',')
+                    .map(agentstore::KeyScope::parse)
+                    .collect::<Result<_>>()?,
+                name,
+                expires_at: expires_in_days
+                    .map(|d| agentstore::time::now() + chrono::Duration::days(i64::from(d))),
+            },
+            KeysAction::List => Command::KeysList,
+            KeysAction::Revoke { id } => {
+                validate_id("id", &id)?;
+                Command::KeysRevoke { id }
+            }
+        },
         RawCommand::Migrate { action } => match action {
             MigrateAction::Status => Command::MigrateStatus,
             MigrateAction::Up { to } => Command::MigrateUp { to },

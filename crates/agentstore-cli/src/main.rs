@@ -10,6 +10,7 @@ mod args;
 mod commands;
 mod config;
 mod output;
+mod serve_config;
 
 use std::process::ExitCode;
 

@@ -900,3 +900,93 @@ fn ingest_rejects_bad_input_and_writes_nothing() {
     let fine = json(&data, &["ingest", docs_arg]);
     assert_eq!(fine["documents"]["created"], 1, "{fine:#}");
 }
+
+/// `keys create`, then `serve --preset test` on a free port: the key works over HTTP, a
+/// write is read back, SIGTERM stops the server cleanly, and the write is in the store.
+#[test]
+fn serve_answers_with_a_cli_key_and_stops_on_sigterm() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    ok(&data, &["init"]);
+    let created = json(
+        &data,
+        &["keys", "create", "--scopes", "read,write", "--name", "ci"],
+    );
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("ask_"));
+    let listed = json(&data, &["keys", "list"]);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert!(
+        !listed.to_string().contains(&secret),
+        "a listing shows no secret"
+    );
+    fails(
+        &data,
+        &["keys", "create", "--scopes", "read,root"],
+        "invalid_input",
+    );
+
+    // A bad config file is refused before anything starts.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nport = 1\n").unwrap();
+    fails(
+        &data,
+        &["serve", "--config", bad.to_str().unwrap()],
+        "invalid_input",
+    );
+
+    let mut child = cli(&data)
+        .args(["serve", "--preset", "test"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("agentstore listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let health = agent.get(format!("{base}/healthz")).call().unwrap();
+    assert_eq!(health.status(), 200);
+    let mut r = agent
+        .post(format!("{base}/v1/memories"))
+        .header("authorization", format!("Bearer {secret}"))
+        .header("content-type", "application/json")
+        .send(r#"{"content": "served over http", "kind": "fact"}"#)
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "{}",
+        r.body_mut().read_to_string().unwrap()
+    );
+    let denied = agent.get(format!("{base}/v1/keys")).call().unwrap();
+    assert_eq!(denied.status(), 401);
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve exited with {status}");
+    let memories = json(&data, &["memories"]);
+    assert!(
+        memories.to_string().contains("served over http"),
+        "{memories}"
+    );
+
+    let id = created["key"]["id"].as_str().unwrap();
+    ok(&data, &["keys", "revoke", id]);
+    let listed = json(&data, &["keys", "list"]);
+    assert!(listed["items"][0]["revoked_at"].is_string(), "{listed}");
+}

@@ -158,6 +158,10 @@ impl<E: Embedder> Embedder for Cached<E> {
         self.inner.model()
     }
 
+    fn cache_stats(&self) -> Option<CacheStats> {
+        Some(self.stats())
+    }
+
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let keys: Vec<Key> = texts.iter().map(|text| self.key(text)).collect();
         let mut out: Vec<Vec<f32>> = Vec::with_capacity(texts.len());

@@ -102,6 +102,11 @@ pub trait Embedder: Send + Sync {
     /// Embeds `texts`, one vector per text, in order.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
 
+    /// Counters of the cache in front of the model, if there is one.
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
+
     /// Embeds a single text.
     fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
         let mut vectors = self.embed(&[text])?;
@@ -163,6 +168,13 @@ macro_rules! store_embedder {
             }
             fn embed(&self, texts: &[&str]) -> agentstore::Result<Vec<Vec<f32>>> {
                 Ok(Embedder::embed(self, texts)?)
+            }
+            fn cache_stats(&self) -> Option<agentstore::embedding::CacheCounters> {
+                Embedder::cache_stats(self).map(|c| agentstore::embedding::CacheCounters {
+                    hits: c.hits,
+                    misses: c.misses,
+                    entries: c.entries,
+                })
             }
         }
     )*};

@@ -37,6 +37,7 @@
 
 mod admin;
 mod ann;
+mod api_keys;
 mod audit;
 mod checkpoints;
 mod conn;
@@ -353,6 +354,14 @@ impl Backend for SqliteBackend {
 
     fn get_lock(&self, tenant: &str, name: &str) -> Result<Option<Lock>> {
         self.read_one(|c| infra::get_lock(c, tenant, name))
+    }
+
+    fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        self.read_one(|c| api_keys::by_hash(c, hash))
+    }
+
+    fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>> {
+        self.read_one(|c| api_keys::list(c, tenant))
     }
 
     fn list_audit(&self, q: &AuditQuery) -> Result<Page<AuditEntry>> {

@@ -68,6 +68,12 @@ pub static MIGRATIONS: &[Migration] = &[
         up: include_str!("../migrations/0005_keyword_log.up.sql"),
         down: include_str!("../migrations/0005_keyword_log.down.sql"),
     },
+    Migration {
+        version: 6,
+        name: "api_keys",
+        up: include_str!("../migrations/0006_api_keys.up.sql"),
+        down: include_str!("../migrations/0006_api_keys.down.sql"),
+    },
 ];
 
 /// The latest version this binary knows.
@@ -298,7 +304,7 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         assert!(matches!(
             check(&c),
-            Err(Error::SchemaPending { pending: 5, .. })
+            Err(Error::SchemaPending { pending: 6, .. })
         ));
         assert_eq!(up(&mut c, Some(1)).unwrap(), vec![1]);
         let v1 = schema(&c);
@@ -308,9 +314,13 @@ mod tests {
         let v3 = schema(&c);
         assert_eq!(up(&mut c, Some(4)).unwrap(), vec![4]);
         let v4 = schema(&c);
-        assert_eq!(up(&mut c, None).unwrap(), vec![5]);
+        assert_eq!(up(&mut c, Some(5)).unwrap(), vec![5]);
+        let v5 = schema(&c);
+        assert_eq!(up(&mut c, None).unwrap(), vec![6]);
         check(&c).unwrap();
         let full = schema(&c);
+        assert_eq!(down(&mut c, Some(5)).unwrap(), vec![6]);
+        assert_eq!(schema(&c), v5);
         assert_eq!(down(&mut c, Some(3)).unwrap(), vec![5, 4]);
         assert_eq!(schema(&c), v3);
         up(&mut c, Some(4)).unwrap();

@@ -6,7 +6,7 @@ use agentstore::{DocumentOutcome, Result, Scope, UpsertOutcome};
 use rusqlite::Connection;
 
 use crate::vectors::{self, Existing};
-use crate::{checkpoints, documents, infra, memories, sessions, telemetry, tenants};
+use crate::{api_keys, checkpoints, documents, infra, memories, sessions, telemetry, tenants};
 
 /// True when applying `op` may add vectors, so the caller should bring the in-memory
 /// index up to date after the commit rather than at the next search.
@@ -141,6 +141,8 @@ pub(crate) fn apply(tx: &Connection, scope: &Scope, op: WriteOp) -> Result<Write
         ),
         WriteOp::PutVectors { target, items } => vectors::put_many(tx, scope, target, &items),
         WriteOp::DropVectors { model } => vectors::drop_model(tx, scope, &model),
+        WriteOp::CreateApiKey { key, hash } => api_keys::create(tx, scope, key, &hash),
+        WriteOp::RevokeApiKey { id, at } => api_keys::revoke(tx, scope, &id, at),
         _ => Err(agentstore::Error::invalid(
             "op",
             "not supported by the sqlite backend",

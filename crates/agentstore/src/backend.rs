@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::embedding::{Embedding, Metric};
@@ -279,6 +280,21 @@ pub enum WriteOp {
         /// Cut-off.
         at: Timestamp,
     },
+    /// Store an API key under the SHA-256 (hex) of its secret. Result: `Id`.
+    CreateApiKey {
+        /// The key.
+        key: ApiKey,
+        /// Hex SHA-256 of the secret.
+        hash: String,
+    },
+    /// Revoke a key of the scope's tenant (`NotFound` otherwise; revoking twice keeps
+    /// the first time). Result: `None`.
+    RevokeApiKey {
+        /// Key id.
+        id: String,
+        /// Time of revocation.
+        at: Timestamp,
+    },
 }
 
 /// What one [`WriteOp`] produced.
@@ -308,7 +324,7 @@ pub enum WriteResult {
 }
 
 /// Records removed by a sweep.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SweepReport {
     /// Sessions removed.
     pub sessions: u64,
@@ -323,7 +339,7 @@ pub struct SweepReport {
 }
 
 /// Filter for listing agents.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct AgentQuery {
     /// Namespace prefix.
     pub namespace_prefix: Option<Namespace>,
@@ -340,7 +356,7 @@ pub struct AgentQuery {
 }
 
 /// Filter for listing sessions, newest first.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct SessionQuery {
     /// Namespace prefix.
     pub namespace_prefix: Option<Namespace>,
@@ -371,7 +387,7 @@ pub struct SessionQuery {
 }
 
 /// Filter for listing a session's events in `seq` order.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct EventQuery {
     /// Session.
     pub session_id: String,
@@ -388,7 +404,7 @@ pub struct EventQuery {
 }
 
 /// Order for listing memories.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryOrder {
     /// Newest first.
@@ -401,7 +417,7 @@ pub enum MemoryOrder {
 }
 
 /// Filter for listing memories.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct MemoryQuery {
     /// Namespace prefix.
     pub namespace_prefix: Option<Namespace>,
@@ -440,7 +456,7 @@ pub struct MemoryQuery {
 }
 
 /// Filter for listing documents, newest first.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct DocumentQuery {
     /// Namespace prefix.
     pub namespace_prefix: Option<Namespace>,
@@ -457,7 +473,7 @@ pub struct DocumentQuery {
 }
 
 /// Filter for a thread's checkpoints, newest first.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct CheckpointQuery {
     /// Thread = session id.
     pub session_id: String,
@@ -470,7 +486,7 @@ pub struct CheckpointQuery {
 }
 
 /// Filter for usage records in a time window.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct UsageQuery {
     /// From (inclusive).
     pub from: Option<Timestamp>,
@@ -487,7 +503,7 @@ pub struct UsageQuery {
 }
 
 /// Filter for metric points, in time order.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct MetricQuery {
     /// Metric name.
     pub name: String,
@@ -500,7 +516,7 @@ pub struct MetricQuery {
 }
 
 /// Filter for the audit log, in `seq` order.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct AuditQuery {
     /// Tenant (None: all, for store administrators).
     pub tenant_id: Option<String>,
@@ -566,7 +582,7 @@ pub struct VectorQuery {
 }
 
 /// A vector model known to a store.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VectorModelInfo {
     /// Model id.
     pub model: String,
@@ -605,7 +621,7 @@ pub struct Candidate {
 }
 
 /// One line of a JSON Lines export: a record and its type.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum Record {
@@ -650,7 +666,7 @@ impl Record {
 }
 
 /// Counts of imported records by type.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ImportReport {
     /// Records per `type`.
     pub counts: BTreeMap<String, u64>,
@@ -659,7 +675,7 @@ pub struct ImportReport {
 }
 
 /// Rows and bytes of one entity.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EntityStats {
     /// Entity name.
     pub entity: String,
@@ -670,7 +686,7 @@ pub struct EntityStats {
 }
 
 /// Store-wide statistics.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Stats {
     /// Per entity.
     pub entities: Vec<EntityStats>,
@@ -681,7 +697,7 @@ pub struct Stats {
 }
 
 /// One named check of `verify`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Check {
     /// Name, e.g. `integrity`.
     pub name: String,
@@ -692,7 +708,7 @@ pub struct Check {
 }
 
 /// Result of `verify`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VerifyReport {
     /// Checks run.
     pub checks: Vec<Check>,
@@ -715,7 +731,7 @@ impl VerifyReport {
 }
 
 /// What `maintenance` does.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct MaintenanceOptions {
     /// Remove expired records in every tenant.
     pub sweep: bool,
@@ -726,7 +742,7 @@ pub struct MaintenanceOptions {
 }
 
 /// What `maintenance` did.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MaintenanceReport {
     /// Records swept, summed over tenants.
     pub swept: SweepReport,
@@ -739,7 +755,7 @@ pub struct MaintenanceReport {
 }
 
 /// One file in a backup.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ManifestFile {
     /// Path relative to the backup directory.
     pub path: String,
@@ -750,7 +766,7 @@ pub struct ManifestFile {
 }
 
 /// `manifest.json` of a backup directory.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BackupManifest {
     /// Manifest format version.
     pub format: u32,
@@ -911,6 +927,12 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Vec<KvEntry>>;
     /// A lock's state.
     fn get_lock(&self, tenant: &str, name: &str) -> Result<Option<Lock>>;
+
+    /// The key whose secret hashes (SHA-256, hex) to `hash`, in any tenant: the server
+    /// learns a request's tenant from its key.
+    fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>>;
+    /// A tenant's keys, revoked ones included, oldest first.
+    fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>>;
 
     /// Audit entries by filter.
     fn list_audit(&self, q: &AuditQuery) -> Result<Page<AuditEntry>>;

@@ -15,6 +15,7 @@
 //! without depending on a model runtime; `agentstore-embed` implements it for a local
 //! BERT model, an OpenAI-compatible endpoint and a cache.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -34,10 +35,25 @@ pub trait Embedder: Send + Sync {
     fn dimension(&self) -> usize;
     /// Embeds `texts`, one vector per text, in order.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// Counters of the cache in front of the model, if there is one (for metrics).
+    fn cache_stats(&self) -> Option<CacheCounters> {
+        None
+    }
+}
+
+/// Hit and miss counts of an embedding cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CacheCounters {
+    /// Texts answered from the cache.
+    pub hits: u64,
+    /// Texts the model had to compute.
+    pub misses: u64,
+    /// Vectors held now.
+    pub entries: u64,
 }
 
 /// How vectors of a model are compared.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Cosine similarity (vectors are normalised when indexed). Sentence-embedding models
@@ -76,7 +92,7 @@ impl Metric {
 
 /// The model a store's vectors belong to: what an embedder produces, or what the caller
 /// declared for the vectors it sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct VectorModel {
     /// Model id recorded with every vector.
     pub id: String,
@@ -87,7 +103,7 @@ pub struct VectorModel {
 }
 
 /// A vector and the model it belongs to.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Embedding {
     /// Model id.
     pub model: String,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::namespace::Namespace;
@@ -17,7 +18,7 @@ fn empty_object() -> Json {
 }
 
 /// The isolation boundary; every other record belongs to exactly one tenant.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Tenant {
     /// Tenant id.
     pub id: String,
@@ -28,7 +29,7 @@ pub struct Tenant {
 }
 
 /// An end user / data subject. Its external id is kept only as an HMAC-SHA-256 hash.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Subject {
     /// Subject id (internal).
     pub id: String,
@@ -58,7 +59,7 @@ pub struct Subject {
 }
 
 /// Input for creating a subject.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct NewSubject {
     /// Internal id; generated when absent.
     pub id: Option<String>,
@@ -78,7 +79,7 @@ pub struct NewSubject {
 }
 
 /// A registered agent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Agent {
     /// Agent id.
     pub id: String,
@@ -114,7 +115,7 @@ pub struct Agent {
 }
 
 /// Input for registering (or replacing, same id) an agent.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct NewAgent {
     /// Id; generated when absent. An existing id is updated in place.
     pub id: Option<String>,
@@ -170,7 +171,7 @@ impl NewAgent {
 }
 
 /// Statistics derived from an agent's sessions, events and usage.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentStats {
     /// Agent id.
     pub agent_id: String,
@@ -196,7 +197,7 @@ pub struct AgentStats {
 
 /// One unit of agent work: a conversation, episode, task, learning session, evolution
 /// round or run (`kind`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Session {
     /// Session id.
     pub id: String,
@@ -244,7 +245,7 @@ pub struct Session {
 }
 
 /// Input for creating a session.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct NewSession {
     /// Id; generated when absent.
     pub id: Option<String>,
@@ -302,7 +303,7 @@ impl NewSession {
 }
 
 /// Changes to a session; `None` leaves a field as it is.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct SessionUpdate {
     /// New status.
     pub status: Option<String>,
@@ -325,7 +326,7 @@ pub struct SessionUpdate {
 }
 
 /// An append-only entry in a session, totally ordered by `seq`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     /// Event id.
     pub id: String,
@@ -363,7 +364,7 @@ pub struct Event {
 }
 
 /// Input for appending an event.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct NewEvent {
     /// Id; generated when absent.
     pub id: Option<String>,
@@ -410,7 +411,7 @@ impl NewEvent {
 }
 
 /// Long-lived knowledge: facts, context, summaries, patterns, knowledge states, evidence.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Memory {
     /// Memory id (one id per version).
     pub id: String,
@@ -477,7 +478,7 @@ pub struct Memory {
 }
 
 /// Input for `remember` (insert, or upsert when `key` is set).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct NewMemory {
     /// Id; generated when absent.
     pub id: Option<String>,
@@ -576,7 +577,7 @@ impl NewMemory {
 }
 
 /// What `remember` did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum UpsertOutcome {
     /// A new memory was stored.
@@ -617,7 +618,7 @@ impl UpsertOutcome {
 }
 
 /// A source text.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Document {
     /// Document id.
     pub id: String,
@@ -654,7 +655,7 @@ pub struct Document {
 }
 
 /// A piece of a document, the unit of retrieval.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Chunk {
     /// Chunk id.
     pub id: String,
@@ -685,7 +686,7 @@ pub struct Chunk {
 }
 
 /// Input for storing a document.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct NewDocument {
     /// Id; generated when absent. An existing id with new content replaces its chunks.
     pub id: Option<String>,
@@ -731,7 +732,7 @@ impl NewDocument {
 }
 
 /// What `put_document` did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum DocumentOutcome {
     /// New document and chunks.
@@ -767,13 +768,17 @@ impl DocumentOutcome {
 }
 
 /// Opaque state: JSON, or bytes (base64 in JSON form).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "format", content = "data", rename_all = "snake_case")]
 pub enum Payload {
     /// A JSON value.
     Json(Json),
     /// Raw bytes.
-    Bytes(#[serde(with = "crate::codec::base64_bytes")] Vec<u8>),
+    Bytes(
+        #[serde(with = "crate::codec::base64_bytes")]
+        #[schemars(with = "String")]
+        Vec<u8>,
+    ),
 }
 
 impl Payload {
@@ -821,7 +826,7 @@ impl Payload {
 }
 
 /// A snapshot of agent state in a thread (a session), as graph-agent checkpointers keep.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Checkpoint {
     /// Owning tenant.
     pub tenant_id: String,
@@ -842,7 +847,7 @@ pub struct Checkpoint {
 }
 
 /// Input for storing a checkpoint.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct NewCheckpoint {
     /// Thread = session id.
     pub session_id: String,
@@ -861,7 +866,7 @@ pub struct NewCheckpoint {
 }
 
 /// A write recorded against a checkpoint that has not been applied yet.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PendingWrite {
     /// Owning tenant.
     pub tenant_id: String,
@@ -884,7 +889,7 @@ pub struct PendingWrite {
 }
 
 /// Input for one pending write.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct NewPendingWrite {
     /// Task id.
     pub task_id: String,
@@ -897,7 +902,7 @@ pub struct NewPendingWrite {
 }
 
 /// One model call.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UsageRecord {
     /// Record id.
     pub id: String,
@@ -934,7 +939,7 @@ pub struct UsageRecord {
 }
 
 /// Input for one usage record.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct NewUsage {
     /// Id; generated when absent.
     pub id: Option<String>,
@@ -973,7 +978,7 @@ pub struct NewUsage {
 }
 
 /// One sample of a named, labelled series.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MetricPoint {
     /// Owning tenant.
     pub tenant_id: String,
@@ -988,7 +993,7 @@ pub struct MetricPoint {
 }
 
 /// Input for one metric point.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct NewMetricPoint {
     /// Metric name.
     pub name: String,
@@ -1002,7 +1007,7 @@ pub struct NewMetricPoint {
 }
 
 /// One tamper-evident audit entry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditEntry {
     /// Position in the log, from 1.
     pub seq: i64,
@@ -1031,7 +1036,7 @@ pub struct AuditEntry {
 }
 
 /// A key-value cache entry with optional TTL.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct KvEntry {
     /// Owning tenant.
     pub tenant_id: String,
@@ -1048,7 +1053,7 @@ pub struct KvEntry {
 }
 
 /// A named lock (lease) with a fencing token.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Lock {
     /// Owning tenant.
     pub tenant_id: String,
@@ -1065,10 +1070,89 @@ pub struct Lock {
 }
 
 /// A page of results with the cursor for the next one.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Page<T> {
     /// Items.
     pub items: Vec<T>,
     /// Pass as `after` to get the next page; None when this is the last.
     pub next: Option<String>,
+}
+
+/// What an API key allows. `admin` implies `write`, which implies `read`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    /// Read records and search.
+    Read,
+    /// Create, change and delete records.
+    Write,
+    /// Tenant administration: keys, audit log, erasure.
+    Admin,
+}
+
+impl KeyScope {
+    /// Parses `read`, `write` or `admin`.
+    pub fn parse(s: &str) -> crate::Result<Self> {
+        match s.trim() {
+            "read" => Ok(KeyScope::Read),
+            "write" => Ok(KeyScope::Write),
+            "admin" => Ok(KeyScope::Admin),
+            other => Err(crate::Error::invalid(
+                "scopes",
+                format!("unknown scope '{other}' (expected read, write or admin)"),
+            )),
+        }
+    }
+
+    /// The scope's name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            KeyScope::Read => "read",
+            KeyScope::Write => "write",
+            KeyScope::Admin => "admin",
+        }
+    }
+}
+
+/// An API key of the HTTP server. Its secret is shown once, when the key is created;
+/// the store keeps only a SHA-256 of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ApiKey {
+    /// Key id (not secret).
+    pub id: String,
+    /// The tenant every request made with this key is confined to.
+    pub tenant_id: String,
+    /// A label for people.
+    pub name: String,
+    /// The secret's first characters, so a person can tell keys apart.
+    pub prefix: String,
+    /// What the key allows.
+    pub scopes: Vec<KeyScope>,
+    /// When created.
+    pub created_at: Timestamp,
+    /// When the key stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When revoked; a revoked key never works again.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiKey {
+    /// Whether the key grants `scope` at `now` (not revoked, not expired). `admin`
+    /// grants everything, `write` grants `read`.
+    pub fn allows(&self, scope: KeyScope, now: Timestamp) -> bool {
+        self.revoked_at.is_none()
+            && self.expires_at.is_none_or(|e| e > now)
+            && self.scopes.iter().any(|s| *s >= scope)
+    }
+}
+
+/// A key just created, with its secret (shown only this once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CreatedApiKey {
+    /// The key.
+    pub key: ApiKey,
+    /// The secret to send as `Authorization: Bearer <secret>`.
+    pub secret: String,
 }

@@ -6,6 +6,7 @@
 //! `["app\x1f", "app\x20")`. Segments may not contain control characters, which keeps the
 //! encoding unambiguous.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -17,7 +18,9 @@ pub const MAX_SEGMENT: usize = 128;
 pub const MAX_DEPTH: usize = 16;
 
 /// A namespace path. The empty path is the tenant's root.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct Namespace(Vec<String>);
 

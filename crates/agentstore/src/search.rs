@@ -22,6 +22,7 @@
 
 use std::collections::BTreeSet;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::validate_id;
@@ -55,7 +56,9 @@ pub const DEFAULT_EF: usize = 100;
 pub const MAX_EF: usize = 10_000;
 
 /// A kind of record a search looks in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     /// Memories (content, summary, topic, tags).
@@ -87,7 +90,7 @@ impl std::fmt::Display for Target {
 }
 
 /// How candidates are found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchMode {
     /// BM25 full text over the query text.
@@ -100,7 +103,7 @@ pub enum SearchMode {
 }
 
 /// How ranked lists are combined into one score.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum Fusion {
     /// Reciprocal rank fusion: the sum over lists of `1 / (k + rank)`, ranks from 1. Uses
@@ -127,7 +130,7 @@ impl Default for Fusion {
 }
 
 /// Comparison of a metadata condition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MetadataOp {
     /// Equal (same JSON type and value).
@@ -166,7 +169,7 @@ impl MetadataOp {
 /// with strings (byte-wise, so ISO 8601 times order correctly), `true` / `false` / `null`
 /// by equality only. A record whose value at `path` is missing or of another type fails
 /// every operator except `ne`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MetadataCondition {
     /// A top-level key (`source`) or a dotted path into nested objects (`origin.app`);
     /// segments are `[A-Za-z0-9_-]+`.
@@ -254,7 +257,7 @@ impl MetadataCondition {
 
 /// Filters of a search. Every field set must hold; a field a target does not have
 /// excludes that target (see [`SearchFilter::applies_to`]).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct SearchFilter {
     /// Namespace prefix (memories; chunks: their document's; events: their session's).
@@ -353,7 +356,7 @@ impl SearchFilter {
 }
 
 /// One search over memories, chunks and events.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct SearchRequest {
     /// Query text (keyword search). Words are matched with English stemming, case and
@@ -574,7 +577,7 @@ impl SearchRequest {
 
 /// How a hit's score came about. `score = fused × recency × importance` (absent factors
 /// count as 1).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ScoreComponents {
     /// BM25 of the keyword match, higher is better (None: not in the keyword list).
     pub keyword: Option<f64>,
@@ -593,7 +596,7 @@ pub struct ScoreComponents {
 }
 
 /// The record a hit points at.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[allow(missing_docs)]
 // Boxing the memory would save nothing that matters: hits are built once per search and
@@ -628,7 +631,7 @@ impl HitRecord {
 }
 
 /// One search result.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SearchHit {
     /// Kind of record.
     pub target: Target,

@@ -6,6 +6,7 @@ use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::*;
@@ -22,6 +23,9 @@ use crate::search::{
 use crate::text::chunk_text;
 use crate::time::{Timestamp, now, truncate};
 
+/// What every API key secret starts with, so a leaked one is easy to find by scanning.
+pub const API_KEY_PREFIX: &str = "ask_";
+
 /// Size limits applied to every write.
 ///
 /// ## Defaults
@@ -32,7 +36,7 @@ use crate::time::{Timestamp, now, truncate};
 /// - `max_state_bytes`: 16 MiB for checkpoint state and pending-write values.
 /// - `max_batch`: 10,000 items in one batched call.
 /// - `max_short_field`: 1,024 bytes for kinds, names, statuses, tags and similar.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Limits {
     /// Memory / event content.
     pub max_content_bytes: usize,
@@ -73,7 +77,7 @@ fn page_limit(limit: usize) -> usize {
 }
 
 /// How usage records are grouped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageGroup {
     /// By model (`provider/model`).
@@ -85,7 +89,7 @@ pub enum UsageGroup {
 }
 
 /// Aggregate of usage records for one group and time bucket.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UsageAggregate {
     /// Group key (model, agent id or `all`).
     pub group: String,
@@ -112,7 +116,7 @@ pub struct UsageAggregate {
 }
 
 /// One downsampled bucket of a metric.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MetricBucket {
     /// Bucket start.
     pub start: Timestamp,
@@ -129,7 +133,7 @@ pub struct MetricBucket {
 }
 
 /// Latest value of one series, for leaderboards.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SeriesValue {
     /// Series labels.
     pub labels: BTreeMap<String, String>,
@@ -140,7 +144,7 @@ pub struct SeriesValue {
 }
 
 /// What [`Store::embed_missing`] did.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EmbedReport {
     /// The model embedded with.
     pub model: String,
@@ -1150,43 +1154,58 @@ impl Store {
             cands.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| by_key(a, b)));
             cands
         };
-        let keyword = match (&plan.expression, plan.mode) {
-            (Some(expression), SearchMode::Keyword | SearchMode::Hybrid) => {
-                ranked_list(self.backend.keyword_candidates(
-                    &scope.tenant,
-                    &KeywordQuery {
-                        expression: expression.clone(),
-                        terms: plan.terms.clone(),
-                        targets: plan.targets.clone(),
-                        filter: req.filter.clone(),
-                        limit: wanted,
-                        now: at,
-                    },
-                )?)
-            }
-            _ => Vec::new(),
+        let keyword_query = match (&plan.expression, plan.mode) {
+            (Some(expression), SearchMode::Keyword | SearchMode::Hybrid) => Some(KeywordQuery {
+                expression: expression.clone(),
+                terms: plan.terms.clone(),
+                targets: plan.targets.clone(),
+                filter: req.filter.clone(),
+                limit: wanted,
+                now: at,
+            }),
+            _ => None,
         };
-        let mut query_model = None;
-        let vector = match plan.mode {
-            SearchMode::Keyword => Vec::new(),
-            SearchMode::Vector | SearchMode::Hybrid => {
-                let (model, vector) = self.query_vector(&req)?;
-                let cands = self.backend.vector_candidates(
-                    &scope.tenant,
-                    &VectorQuery {
-                        model: model.clone(),
-                        vector,
-                        targets: plan.targets.clone(),
-                        filter: req.filter.clone(),
-                        limit: wanted,
-                        now: at,
-                        ef: req.ef,
-                        exact: req.exact,
-                    },
-                )?;
-                query_model = Some(model);
-                ranked_list(cands)
+        let keyword_list = |q: &KeywordQuery| -> Result<Vec<Candidate>> {
+            Ok(ranked_list(
+                self.backend.keyword_candidates(&scope.tenant, q)?,
+            ))
+        };
+        let vector_list = || -> Result<Option<(String, Vec<Candidate>)>> {
+            if plan.mode == SearchMode::Keyword {
+                return Ok(None);
             }
+            let (model, vector) = self.query_vector(&req)?;
+            let cands = self.backend.vector_candidates(
+                &scope.tenant,
+                &VectorQuery {
+                    model: model.clone(),
+                    vector,
+                    targets: plan.targets.clone(),
+                    filter: req.filter.clone(),
+                    limit: wanted,
+                    now: at,
+                    ef: req.ef,
+                    exact: req.exact,
+                },
+            )?;
+            Ok(Some((model, ranked_list(cands))))
+        };
+        // A hybrid search runs its two retrievals side by side: its latency is then the
+        // slower of the two (plus a thread start, some 30 µs), not their sum.
+        let (keyword, vector) = match &keyword_query {
+            Some(q) if plan.mode == SearchMode::Hybrid => std::thread::scope(|s| {
+                let kw = s.spawn(|| keyword_list(q));
+                let vector = vector_list();
+                let keyword = kw.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (keyword, vector)
+            }),
+            Some(q) => (keyword_list(q), Ok(None)),
+            None => (Ok(Vec::new()), vector_list()),
+        };
+        let keyword: Vec<Candidate> = keyword?;
+        let (query_model, vector) = match vector? {
+            Some((model, list)) => (Some(model), list),
+            None => (None, Vec::new()),
         };
 
         // One entry per distinct record, with its place in each list.
@@ -1532,8 +1551,14 @@ impl Store {
         checkpoint_ns: &str,
         checkpoint_id: &str,
     ) -> Result<Vec<PendingWrite>> {
-        self.backend
-            .pending_writes(&scope.tenant, session_id, checkpoint_ns, checkpoint_id)
+        let writes =
+            self.backend
+                .pending_writes(&scope.tenant, session_id, checkpoint_ns, checkpoint_id)?;
+        if writes.is_empty() {
+            // No writes, or no such checkpoint in this tenant: say which.
+            self.get_checkpoint(scope, session_id, checkpoint_ns, Some(checkpoint_id))?;
+        }
+        Ok(writes)
     }
 
     // ---------------------------------------------------------------- usage, metrics
@@ -1933,6 +1958,88 @@ impl Store {
                 current,
             })
         }
+    }
+
+    // ---------------------------------------------------------------- API keys
+
+    /// Creates an API key for the scope's tenant. The returned secret is the only copy:
+    /// the store keeps its SHA-256.
+    pub fn create_api_key(
+        &self,
+        scope: &Scope,
+        name: &str,
+        scopes: &[KeyScope],
+        expires_at: Option<Timestamp>,
+    ) -> Result<CreatedApiKey> {
+        Self::validate_tenant(scope)?;
+        self.label("name", name)?;
+        if scopes.is_empty() {
+            return Err(Error::invalid(
+                "scopes",
+                "at least one of read, write, admin",
+            ));
+        }
+        let at = now();
+        if expires_at.is_some_and(|e| e <= at) {
+            return Err(Error::invalid("expires_at", "must be in the future"));
+        }
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random)
+            .map_err(|e| Error::Config(format!("no secure random numbers: {e}")))?;
+        let secret = format!("{API_KEY_PREFIX}{}", hex::encode(random));
+        let mut scopes = scopes.to_vec();
+        scopes.sort();
+        scopes.dedup();
+        let key = ApiKey {
+            id: new_id(),
+            tenant_id: scope.tenant.clone(),
+            name: name.to_owned(),
+            prefix: secret[..API_KEY_PREFIX.len() + 8].to_owned(),
+            scopes,
+            created_at: at,
+            expires_at: expires_at.map(truncate),
+            revoked_at: None,
+        };
+        self.write_one(
+            scope,
+            WriteOp::CreateApiKey {
+                key: key.clone(),
+                hash: sha256_hex(secret.as_bytes()),
+            },
+        )?;
+        Ok(CreatedApiKey { key, secret })
+    }
+
+    /// The tenant's keys, revoked ones included, oldest first.
+    pub fn list_api_keys(&self, scope: &Scope) -> Result<Vec<ApiKey>> {
+        Self::validate_tenant(scope)?;
+        self.backend.list_api_keys(&scope.tenant)
+    }
+
+    /// Revokes a key of the scope's tenant; it stops working at once.
+    pub fn revoke_api_key(&self, scope: &Scope, id: &str) -> Result<()> {
+        validate_id("id", id)?;
+        self.write_one(
+            scope,
+            WriteOp::RevokeApiKey {
+                id: id.into(),
+                at: now(),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The live key (not revoked, not expired) whose secret this is; None for anything
+    /// else, including text that is not a secret at all.
+    pub fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>> {
+        if !secret.starts_with(API_KEY_PREFIX) || secret.len() > 256 {
+            return Ok(None);
+        }
+        let at = now();
+        Ok(self
+            .backend
+            .api_key_by_hash(&sha256_hex(secret.as_bytes()))?
+            .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > at)))
     }
 
     // ---------------------------------------------------------------- audit, admin

@@ -12,12 +12,13 @@
 //!   `overlap` characters;
 //! - every non-whitespace character of the text lies in some chunk.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// Chunk size and overlap, in characters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ChunkOptions {
     /// Longest chunk, in characters (16..=100_000).
     pub size: usize,

@@ -44,7 +44,7 @@ pub fn init(cfg: &Config) -> anyhow::Result<Outcome> {
 ///
 /// `Store::ensure_tenant` writes with an empty request context; writing the op here
 /// records `init` in the audit entry like every other CLI write.
-fn ensure_tenant(store: &Store, scope: &Scope) -> agentstore::Result<(Tenant, bool)> {
+pub(super) fn ensure_tenant(store: &Store, scope: &Scope) -> agentstore::Result<(Tenant, bool)> {
     if let Some(t) = store.backend().get_tenant(&scope.tenant)? {
         return Ok((t, false));
     }

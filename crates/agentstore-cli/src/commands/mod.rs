@@ -5,6 +5,7 @@ mod ingest;
 mod migrate;
 mod read;
 mod search;
+mod serve;
 mod transfer;
 mod write;
 
@@ -20,6 +21,14 @@ use crate::output::Outcome;
 pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
     match &cfg.command {
         Command::Init => admin::init(cfg),
+        Command::Serve(s) => serve::serve(cfg, s),
+        Command::KeysCreate {
+            scopes,
+            name,
+            expires_at,
+        } => serve::keys_create(cfg, scopes, name, *expires_at),
+        Command::KeysList => serve::keys_list(cfg),
+        Command::KeysRevoke { id } => serve::keys_revoke(cfg, id),
         Command::MigrateStatus => migrate::status(cfg),
         Command::MigrateUp { to } => migrate::up(cfg, *to),
         Command::MigrateDown { to, force } => migrate::down(cfg, *to, *force),

@@ -277,11 +277,12 @@ fn pending_writes_are_ordered_and_replaced() {
         )
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { entity: "checkpoint", ref id } if id == "c9"));
-    assert!(
+    assert_eq!(
         t.store
             .pending_writes(&t.scope, &s.id, "", "c9")
-            .unwrap()
-            .is_empty()
+            .unwrap_err()
+            .code(),
+        "not_found"
     );
     assert_eq!(audit_count(&t.store, "checkpoint.writes"), 2);
 }
@@ -379,11 +380,12 @@ fn checkpoints_are_confined_to_their_tenant() {
         "not_found"
     );
     assert!(history(&t.store, &other, &s.id, None, 0).is_empty());
-    assert!(
+    assert_eq!(
         t.store
             .pending_writes(&other, &s.id, "", "c1")
-            .unwrap()
-            .is_empty()
+            .unwrap_err()
+            .code(),
+        "not_found"
     );
     // Writing into another tenant's thread looks exactly like writing into a missing one.
     let err = t

@@ -1,0 +1,123 @@
+//! serve, keys.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use agentstore::{KeyScope, Timestamp};
+use agentstore_server::{Server, ServerOptions};
+use serde_json::json;
+
+use super::admin::ensure_tenant;
+use super::{open, options};
+use crate::config::Config;
+use crate::output::{Outcome, Table, time};
+use crate::serve_config::{LogFormat, ServeSettings};
+
+pub fn serve(cfg: &Config, s: &ServeSettings) -> anyhow::Result<Outcome> {
+    init_logging(s)?;
+    let store = Arc::new(open(cfg)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("agentstore-http")
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(s.addr).await?;
+        let local = listener.local_addr()?;
+        // The first line of stdout names the bound address (the port, when 0 was asked
+        // for), so scripts and tests can find the server.
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "agentstore listening on http://{local}")?;
+        out.flush()?;
+        drop(out);
+        tracing::info!(addr = %local, preset = %s.preset, data_dir = %cfg.data_dir.display(), "serving");
+        let server = Server::new(
+            store,
+            &ServerOptions {
+                max_body_bytes: s.max_body_bytes,
+                rate_per_second: s.rate_per_second,
+                rate_burst: s.rate_burst,
+            },
+        );
+        server
+            .serve(listener, agentstore_server::shutdown_signal())
+            .await?;
+        anyhow::Ok(())
+    })?;
+    tracing::info!("stopped");
+    Outcome::new(json!({"stopped": true}), "server stopped\n".into())
+}
+
+fn init_logging(s: &ServeSettings) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&s.log_level)
+        .map_err(|e| agentstore::Error::invalid("log.level", format!("'{}': {e}", s.log_level)))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second server in the same process (tests) keeps the first subscriber.
+    let _ = match s.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    Ok(())
+}
+
+pub fn keys_create(
+    cfg: &Config,
+    scopes: &[KeyScope],
+    name: &str,
+    expires_at: Option<Timestamp>,
+) -> anyhow::Result<Outcome> {
+    let store = agentstore_sqlite::open(&options(cfg))?;
+    let scope = cfg.scope();
+    ensure_tenant(&store, &scope)?;
+    let created = store.create_api_key(&scope, name, scopes, expires_at)?;
+    let k = &created.key;
+    let text = format!(
+        "created API key {} for tenant {} (scopes: {})\n\n    {}\n\nThe secret is shown only now; the store keeps a hash of it.\n",
+        k.id,
+        k.tenant_id,
+        scope_list(&k.scopes),
+        created.secret
+    );
+    Outcome::new(&created, text)
+}
+
+fn scope_list(scopes: &[KeyScope]) -> String {
+    scopes
+        .iter()
+        .map(KeyScope::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn keys_list(cfg: &Config) -> anyhow::Result<Outcome> {
+    let store = agentstore_sqlite::open(&options(cfg))?;
+    let keys = store.list_api_keys(&cfg.scope())?;
+    let mut t = Table::new(&["id", "name", "prefix", "scopes", "created", "state"]);
+    for k in &keys {
+        let state = match (&k.revoked_at, &k.expires_at) {
+            (Some(r), _) => format!("revoked {}", time(r)),
+            (None, Some(e)) if *e <= agentstore::time::now() => format!("expired {}", time(e)),
+            (None, Some(e)) => format!("expires {}", time(e)),
+            (None, None) => "active".into(),
+        };
+        t.row(vec![
+            k.id.clone(),
+            k.name.clone(),
+            k.prefix.clone(),
+            scope_list(&k.scopes),
+            time(&k.created_at),
+            state,
+        ]);
+    }
+    let mut text = t.render();
+    let _ = writeln!(text, "{} key(s)", keys.len());
+    Outcome::new(json!({ "items": keys }), text)
+}
+
+pub fn keys_revoke(cfg: &Config, id: &str) -> anyhow::Result<Outcome> {
+    let store = agentstore_sqlite::open(&options(cfg))?;
+    store.revoke_api_key(&cfg.scope(), id)?;
+    Outcome::new(json!({ "revoked": id }), format!("revoked API key {id}\n"))
+}

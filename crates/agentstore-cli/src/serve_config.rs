@@ -1,0 +1,335 @@
+//! Settings of `agentstore serve`: a preset, then a TOML file, then `AGENTSTORE_*`
+//! environment variables, then flags; each layer overrides the one before. Every value
+//! is checked before the server starts, and a mistake (an unknown key, a bad address,
+//! a negative rate) is an `invalid_input` error naming where it came from.
+//!
+//! ```toml
+//! preset = "prod"            # dev | test | prod
+//!
+//! [server]
+//! addr = "127.0.0.1:8080"
+//! max_body_bytes = 16777216
+//! rate_per_second = 100.0    # per API key; 0 = unlimited
+//! rate_burst = 200
+//!
+//! [log]
+//! format = "json"            # json | text
+//! level = "info"             # an env-filter directive, e.g. "info,agentstore=debug"
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use agentstore::{Error, Result};
+use serde::Deserialize;
+
+/// Environment variables read, and the setting each overrides.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("AGENTSTORE_ADDR", "server.addr"),
+    ("AGENTSTORE_MAX_BODY_BYTES", "server.max_body_bytes"),
+    ("AGENTSTORE_RATE_PER_SECOND", "server.rate_per_second"),
+    ("AGENTSTORE_RATE_BURST", "server.rate_burst"),
+    ("AGENTSTORE_LOG_FORMAT", "log.format"),
+    ("AGENTSTORE_LOG", "log.level"),
+];
+
+/// The variables of [`ENV_VARS`] that are set.
+pub fn env_vars() -> BTreeMap<String, String> {
+    ENV_VARS
+        .iter()
+        .filter_map(|(k, _)| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+        .collect()
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Resolved settings of the server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServeSettings {
+    /// The preset the other values started from.
+    pub preset: String,
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Requests per second per key (0: unlimited).
+    pub rate_per_second: f64,
+    /// Burst per key.
+    pub rate_burst: u32,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_level: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    preset: Option<String>,
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
+    log: FileLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    addr: Option<String>,
+    max_body_bytes: Option<usize>,
+    rate_per_second: Option<f64>,
+    rate_burst: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    format: Option<LogFormat>,
+    level: Option<String>,
+}
+
+fn preset(name: &str) -> Result<ServeSettings> {
+    let local: SocketAddr = ([127, 0, 0, 1], 8080).into();
+    let base = ServeSettings {
+        preset: name.to_owned(),
+        addr: local,
+        max_body_bytes: 16 << 20,
+        rate_per_second: 0.0,
+        rate_burst: 1,
+        log_format: LogFormat::Text,
+        log_level: "info".into(),
+    };
+    match name {
+        // A laptop: no rate limit, readable logs with the engine's detail.
+        "dev" => Ok(ServeSettings {
+            log_level: "info,agentstore=debug".into(),
+            ..base
+        }),
+        // Test runs: a free port, quiet logs, no rate limit to distort timings.
+        "test" => Ok(ServeSettings {
+            addr: ([127, 0, 0, 1], 0).into(),
+            log_level: "warn".into(),
+            ..base
+        }),
+        // Production: JSON logs and a per-key limit. Still loopback by default: exposing
+        // the server is a decision to write down in the config file.
+        "prod" => Ok(ServeSettings {
+            log_format: LogFormat::Json,
+            rate_per_second: 100.0,
+            rate_burst: 200,
+            ..base
+        }),
+        other => Err(Error::invalid(
+            "preset",
+            format!("unknown preset '{other}' (expected dev, test or prod)"),
+        )),
+    }
+}
+
+fn addr(s: &str, from: &str) -> Result<SocketAddr> {
+    s.parse().map_err(|_| {
+        Error::invalid(
+            from,
+            format!("'{s}' is not HOST:PORT (e.g. 127.0.0.1:8080)"),
+        )
+    })
+}
+
+fn number<T: std::str::FromStr>(s: &str, from: &str) -> Result<T> {
+    s.trim()
+        .parse()
+        .map_err(|_| Error::invalid(from, format!("'{s}' is not a valid number")))
+}
+
+impl ServeSettings {
+    /// Layers a preset, the file, the environment (`env`: variable → value) and the flags.
+    pub fn resolve(
+        file: Option<&Path>,
+        preset_flag: Option<&str>,
+        addr_flag: Option<&str>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let parsed: File = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+                toml::from_str(&text).map_err(|e| {
+                    Error::invalid("config", format!("{}: {}", path.display(), e.message()))
+                })?
+            }
+            None => File::default(),
+        };
+        let name = preset_flag
+            .map(str::to_owned)
+            .or(parsed.preset.clone())
+            .unwrap_or_else(|| "dev".into());
+        let mut s = preset(&name)?;
+        if let Some(a) = &parsed.server.addr {
+            s.addr = addr(a, "config server.addr")?;
+        }
+        if let Some(v) = parsed.server.max_body_bytes {
+            s.max_body_bytes = v;
+        }
+        if let Some(v) = parsed.server.rate_per_second {
+            s.rate_per_second = v;
+        }
+        if let Some(v) = parsed.server.rate_burst {
+            s.rate_burst = v;
+        }
+        if let Some(v) = parsed.log.format {
+            s.log_format = v;
+        }
+        if let Some(v) = &parsed.log.level {
+            s.log_level = v.clone();
+        }
+        for (var, value) in env {
+            match var.as_str() {
+                "AGENTSTORE_ADDR" => s.addr = addr(value, var)?,
+                "AGENTSTORE_MAX_BODY_BYTES" => s.max_body_bytes = number(value, var)?,
+                "AGENTSTORE_RATE_PER_SECOND" => s.rate_per_second = number(value, var)?,
+                "AGENTSTORE_RATE_BURST" => s.rate_burst = number(value, var)?,
+                "AGENTSTORE_LOG_FORMAT" => {
+                    s.log_format = match value.as_str() {
+                        "json" => LogFormat::Json,
+                        "text" => LogFormat::Text,
+                        _ => return Err(Error::invalid(var, "expected json or text")),
+                    }
+                }
+                "AGENTSTORE_LOG" => s.log_level = value.clone(),
+                _ => {}
+            }
+        }
+        if let Some(a) = addr_flag {
+            s.addr = addr(a, "addr")?;
+        }
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(1024..=1 << 30).contains(&self.max_body_bytes) {
+            return Err(Error::invalid(
+                "server.max_body_bytes",
+                "must be between 1024 and 1073741824",
+            ));
+        }
+        if !self.rate_per_second.is_finite() || self.rate_per_second < 0.0 {
+            return Err(Error::invalid(
+                "server.rate_per_second",
+                "must be a number of 0 or more (0: unlimited)",
+            ));
+        }
+        if self.rate_per_second > 0.0 && self.rate_burst == 0 {
+            return Err(Error::invalid("server.rate_burst", "must be at least 1"));
+        }
+        if self.log_level.trim().is_empty() {
+            return Err(Error::invalid("log.level", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn presets_differ_where_they_should() {
+        let dev = ServeSettings::resolve(None, None, None, &env(&[])).unwrap();
+        assert_eq!(dev.preset, "dev");
+        assert_eq!(dev.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(dev.rate_per_second, 0.0);
+        let prod = ServeSettings::resolve(None, Some("prod"), None, &env(&[])).unwrap();
+        assert_eq!(prod.log_format, LogFormat::Json);
+        assert_eq!(prod.rate_per_second, 100.0);
+        let test = ServeSettings::resolve(None, Some("test"), None, &env(&[])).unwrap();
+        assert_eq!(test.addr.port(), 0);
+        let e = ServeSettings::resolve(None, Some("staging"), None, &env(&[])).unwrap_err();
+        assert_eq!(e.code(), "invalid_input");
+        assert!(e.to_string().contains("staging"), "{e}");
+    }
+
+    #[test]
+    fn file_then_env_then_flag() {
+        let f = file(
+            "preset = \"prod\"\n[server]\naddr = \"127.0.0.1:9000\"\nrate_burst = 5\n[log]\nlevel = \"debug\"\n",
+        );
+        let s = ServeSettings::resolve(Some(f.path()), None, None, &env(&[])).unwrap();
+        assert_eq!(s.preset, "prod");
+        assert_eq!(s.addr.port(), 9000);
+        assert_eq!(s.rate_burst, 5);
+        assert_eq!(s.log_level, "debug");
+        let s = ServeSettings::resolve(
+            Some(f.path()),
+            None,
+            None,
+            &env(&[
+                ("AGENTSTORE_ADDR", "127.0.0.1:9100"),
+                ("AGENTSTORE_RATE_BURST", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.addr.port(), 9100);
+        assert_eq!(s.rate_burst, 7);
+        let s = ServeSettings::resolve(
+            Some(f.path()),
+            Some("dev"),
+            Some("127.0.0.1:9200"),
+            &env(&[("AGENTSTORE_ADDR", "127.0.0.1:9100")]),
+        )
+        .unwrap();
+        assert_eq!(s.addr.port(), 9200);
+        assert_eq!(s.preset, "dev");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            ("[server]\nport = 8080\n", "port"),
+            ("[server]\naddr = \"localhost\"\n", "server.addr"),
+            ("[server]\nrate_per_second = -1.0\n", "rate_per_second"),
+            ("[server]\nmax_body_bytes = 10\n", "max_body_bytes"),
+            ("[log]\nformat = \"xml\"\n", "xml"),
+            ("preset = \"qa\"\n", "qa"),
+            ("not toml at all", "config"),
+        ];
+        for (text, needle) in cases {
+            let f = file(text);
+            let e = ServeSettings::resolve(Some(f.path()), None, None, &env(&[])).unwrap_err();
+            assert_eq!(e.code(), "invalid_input", "{text}: {e}");
+            assert!(e.to_string().contains(needle), "{text}: {e}");
+        }
+        let e = ServeSettings::resolve(None, None, None, &env(&[("AGENTSTORE_RATE_BURST", "x")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("AGENTSTORE_RATE_BURST"), "{e}");
+        let missing = ServeSettings::resolve(
+            Some(Path::new("/nonexistent/agentstore.toml")),
+            None,
+            None,
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(missing.code(), "io_error");
+    }
+}

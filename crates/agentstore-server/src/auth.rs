@@ -1,0 +1,178 @@
+//! API keys on requests, and the per-key rate limit.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use agentstore::{ApiKey, Scope};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use parking_lot::Mutex;
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The authenticated caller of a request under /v1.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The request's key.
+    pub key: ApiKey,
+    /// The request's id (also in the `x-request-id` response header).
+    pub request_id: String,
+}
+
+impl Caller {
+    /// The store scope of this request: the key's tenant, the key as the audit actor,
+    /// and the request id as audit context.
+    pub fn scope(&self) -> Scope {
+        Scope::new(&self.key.tenant_id, format!("api_key:{}", self.key.id)).with_context(
+            json!({"request_id": self.request_id, "via": "http", "key_name": self.key.name}),
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::new("unauthorized", "an API key is required"))
+    }
+}
+
+fn bearer(req: &Request) -> Result<String, ApiError> {
+    let missing = || {
+        ApiError::new(
+            "unauthorized",
+            "send an API key as 'Authorization: Bearer <key>'",
+        )
+    };
+    let value = req
+        .headers()
+        .get(AUTHORIZATION)
+        .ok_or_else(missing)?
+        .to_str()
+        .map_err(|_| missing())?;
+    let (scheme, secret) = value.split_once(' ').ok_or_else(missing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || secret.trim().is_empty() {
+        return Err(missing());
+    }
+    Ok(secret.trim().to_owned())
+}
+
+/// Authenticates every request under /v1 (except the OpenAPI document), then charges the
+/// key's rate limit. A revoked key stops working on its next request: keys are looked up
+/// each time, never cached.
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let secret = bearer(&req)?;
+    let key = state
+        .run(move |s| s.authenticate(&secret))
+        .await?
+        .ok_or_else(|| ApiError::new("unauthorized", "unknown, revoked or expired API key"))?;
+    if let Err(wait) = state.limiter.take(&key.id) {
+        state.metrics.rate_limited.inc();
+        return Err(ApiError::new(
+            "rate_limited",
+            format!(
+                "rate limit of this key exceeded; retry in {} ms",
+                wait.as_millis()
+            ),
+        )
+        .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64));
+    }
+    let request_id = req
+        .extensions()
+        .get::<crate::RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    req.extensions_mut().insert(Caller { key, request_id });
+    Ok(next.run(req).await)
+}
+
+/// Token buckets per key: `burst` requests at once, refilled at `per_second`.
+pub(crate) struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Buckets idle this long are full again and can be forgotten.
+const IDLE: Duration = Duration::from_secs(600);
+
+impl RateLimiter {
+    /// `per_second` of 0 turns limiting off.
+    pub(crate) fn new(per_second: f64, burst: u32) -> Self {
+        RateLimiter {
+            per_second,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token of `key`'s bucket, or says how long until one is there.
+    pub(crate) fn take(&self, key: &str) -> Result<(), Duration> {
+        if self.per_second <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock();
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, b| now.duration_since(b.at) < IDLE);
+        }
+        let b = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let elapsed = now.duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.per_second).min(self.burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.per_second))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_refills() {
+        let l = RateLimiter::new(10.0, 3);
+        for _ in 0..3 {
+            assert!(l.take("k").is_ok());
+        }
+        let wait = l.take("k").unwrap_err();
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        // Another key has its own bucket.
+        assert!(l.take("other").is_ok());
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(l.take("k").is_ok());
+    }
+
+    #[test]
+    fn zero_rate_means_unlimited() {
+        let l = RateLimiter::new(0.0, 1);
+        for _ in 0..1000 {
+            assert!(l.take("k").is_ok());
+        }
+    }
+}

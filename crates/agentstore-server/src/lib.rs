@@ -1,0 +1,209 @@
+//! agentstore's HTTP server: JSON REST under `/v1` for every entity and for search, its
+//! OpenAPI 3.1 document at `/v1/openapi.json`, API keys confining each request to one
+//! tenant, a token-bucket rate limit per key, `/healthz`, `/readyz` and Prometheus
+//! `/metrics`.
+//!
+//! Data flow of a request: [`metrics::track`] (request id, timing, log line) →
+//! [`auth::authenticate`] (key → tenant, rate limit) → the route's scope check → the
+//! handler, which validates nothing itself and calls [`agentstore::Store`] on tokio's
+//! blocking pool (the store is synchronous; SQLite calls block). The engine validates,
+//! and its errors become `{code, message}` responses through one table
+//! ([`error::STATUS`]).
+
+pub mod api;
+pub mod auth;
+pub mod error;
+mod metrics;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use agentstore::Store;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Settings of one server.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests per second each key may make on average (0: unlimited).
+    pub rate_per_second: f64,
+    /// Requests a key may make at once before the average applies.
+    pub rate_burst: u32,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            // Above the engine's 1 MiB content limit with room for JSON escaping and the
+            // other fields; a document of several MiB is sent as text, so 16 MiB.
+            max_body_bytes: 16 << 20,
+            rate_per_second: 1000.0,
+            rate_burst: 2000,
+        }
+    }
+}
+
+/// A request's id, set by [`metrics::track`] for everything after it.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub(crate) String);
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    store: Arc<Store>,
+    limiter: Arc<auth::RateLimiter>,
+    metrics: Arc<metrics::Metrics>,
+    openapi: Arc<Value>,
+    /// False once shutdown has begun: `/readyz` then says so, so a load balancer stops
+    /// sending new requests while in-flight ones finish.
+    ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Runs a store call on the blocking pool.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> agentstore::Result<T> + Send + 'static,
+    {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(r) => r.map_err(ApiError::from),
+            Err(e) => {
+                tracing::error!(error = %e, "store call panicked");
+                Err(ApiError::new("internal", "internal error"))
+            }
+        }
+    }
+}
+
+/// A server: its router, and the handle that flips readiness at shutdown.
+pub struct Server {
+    router: Router,
+    ready: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Builds the server around an open store.
+    pub fn new(store: Arc<Store>, opts: &ServerOptions) -> Self {
+        let (v1, openapi) = routes::api().finish();
+        let ready = Arc::new(AtomicBool::new(true));
+        let state = AppState {
+            store,
+            limiter: Arc::new(auth::RateLimiter::new(
+                opts.rate_per_second,
+                opts.rate_burst,
+            )),
+            metrics: Arc::new(metrics::Metrics::new()),
+            openapi: Arc::new(openapi),
+            ready: ready.clone(),
+        };
+        let v1 = v1.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+        let router = Router::new()
+            .route("/v1/openapi.json", get(openapi_doc))
+            .merge(v1)
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics::scrape))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(DefaultBodyLimit::max(opts.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                metrics::track,
+            ))
+            .with_state(state);
+        Server { router, ready }
+    }
+
+    /// The router, e.g. to serve it on a listener of one's own.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The OpenAPI document this server serves.
+    pub fn openapi() -> Value {
+        routes::api().finish().1
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and waits for
+    /// the requests in flight: a write that has begun is finished and answered.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let ready = self.ready.clone();
+        axum::serve(listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                ready.store(false, Ordering::SeqCst);
+                tracing::info!("shutting down: finishing requests in flight");
+            })
+            .await
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn openapi_doc(State(state): State<AppState>) -> Response {
+    axum::Json(state.openapi.as_ref().clone()).into_response()
+}
+
+async fn healthz() -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "ok"})),
+    )
+        .into_response()
+}
+
+/// Ready when not shutting down and the store answers a read.
+async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if !state.ready.load(Ordering::SeqCst) {
+        return Err(ApiError::new("unavailable", "shutting down"));
+    }
+    state.run(|s| s.list_tenants().map(|_| ())).await?;
+    Ok(axum::Json(serde_json::json!({"status": "ready"})).into_response())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new("not_found", "no such endpoint; see /v1/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new("method_not_allowed", "method not allowed on this endpoint")
+}

@@ -1,0 +1,183 @@
+//! Agents and subjects.
+
+use agentstore::backend::AgentQuery;
+use agentstore::{Agent, AgentStats, KeyScope, NewAgent, NewSubject, Page, Subject};
+use axum::extract::State;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Body, Created, P, Q, Reply, created, namespace};
+use crate::AppState;
+use crate::api::{Api, op};
+use crate::auth::Caller;
+
+pub(super) fn routes(api: Api) -> Api {
+    use KeyScope::{Read, Write};
+    api.route(
+        "post",
+        "/v1/agents",
+        op(
+            "putAgent",
+            "agents",
+            "Register an agent, or replace the one with the same id",
+            Write,
+        )
+        .body::<NewAgent>()
+        .ok::<Agent>(),
+        put_agent,
+    )
+    .route(
+        "get",
+        "/v1/agents",
+        op("listAgents", "agents", "List agents", Read)
+            .query::<AgentList>()
+            .ok::<Page<Agent>>(),
+        list_agents,
+    )
+    .route(
+        "get",
+        "/v1/agents/{id}",
+        op("getAgent", "agents", "Get an agent", Read).ok::<Agent>(),
+        get_agent,
+    )
+    .route(
+        "get",
+        "/v1/agents/{id}/stats",
+        op(
+            "agentStats",
+            "agents",
+            "Statistics from an agent's sessions, events and usage",
+            Read,
+        )
+        .ok::<AgentStats>(),
+        agent_stats,
+    )
+    .route(
+        "post",
+        "/v1/subjects",
+        op(
+            "createSubject",
+            "subjects",
+            "Create a data subject; its external id is stored only as a keyed hash",
+            Write,
+        )
+        .body::<NewSubject>()
+        .created::<Subject>(),
+        create_subject,
+    )
+    .route(
+        "get",
+        "/v1/subjects/{id}",
+        op("getSubject", "subjects", "Get a subject", Read).ok::<Subject>(),
+        get_subject,
+    )
+    .route(
+        "put",
+        "/v1/subjects/{id}/consent",
+        op(
+            "setConsent",
+            "subjects",
+            "Record consent, and parental consent with who recorded it",
+            Write,
+        )
+        .body::<Consent>()
+        .ok::<Subject>(),
+        set_consent,
+    )
+}
+
+/// Filters for listing agents.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(default)]
+pub(crate) struct AgentList {
+    /// Namespace prefix, as `a/b/c`.
+    namespace: Option<String>,
+    /// Active only (true) or inactive only (false).
+    active: Option<bool>,
+    /// Agent type.
+    agent_type: Option<String>,
+    /// Must carry this tag.
+    tag: Option<String>,
+    /// Page size (default 100, at most 1000).
+    limit: Option<usize>,
+    /// Cursor: `next` of the previous page.
+    after: Option<String>,
+}
+
+/// A consent decision.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct Consent {
+    /// Consent given.
+    consent: bool,
+    /// Who recorded parental consent (for subjects under 13), if given.
+    #[serde(default)]
+    parental_consent_by: Option<String>,
+}
+
+async fn put_agent(State(st): State<AppState>, c: Caller, Body(a): Body<NewAgent>) -> Reply<Agent> {
+    let scope = c.scope();
+    Ok(axum::Json(st.run(move |s| s.put_agent(&scope, a)).await?))
+}
+
+async fn list_agents(
+    State(st): State<AppState>,
+    c: Caller,
+    Q(q): Q<AgentList>,
+) -> Reply<Page<Agent>> {
+    let scope = c.scope();
+    let page = st
+        .run(move |s| {
+            let query = AgentQuery {
+                namespace_prefix: namespace(q.namespace.as_deref())?,
+                active: q.active,
+                agent_type: q.agent_type,
+                tag: q.tag,
+                limit: q.limit.unwrap_or(0),
+                after: q.after,
+            };
+            s.list_agents(&scope, query)
+        })
+        .await?;
+    Ok(axum::Json(page))
+}
+
+async fn get_agent(State(st): State<AppState>, c: Caller, P(id): P<String>) -> Reply<Agent> {
+    let scope = c.scope();
+    Ok(axum::Json(st.run(move |s| s.get_agent(&scope, &id)).await?))
+}
+
+async fn agent_stats(State(st): State<AppState>, c: Caller, P(id): P<String>) -> Reply<AgentStats> {
+    let scope = c.scope();
+    Ok(axum::Json(
+        st.run(move |s| s.agent_stats(&scope, &id)).await?,
+    ))
+}
+
+async fn create_subject(
+    State(st): State<AppState>,
+    c: Caller,
+    Body(n): Body<NewSubject>,
+) -> Created<Subject> {
+    let scope = c.scope();
+    Ok(created(st.run(move |s| s.create_subject(&scope, n)).await?))
+}
+
+async fn get_subject(State(st): State<AppState>, c: Caller, P(id): P<String>) -> Reply<Subject> {
+    let scope = c.scope();
+    Ok(axum::Json(
+        st.run(move |s| s.get_subject(&scope, &id)).await?,
+    ))
+}
+
+async fn set_consent(
+    State(st): State<AppState>,
+    c: Caller,
+    P(id): P<String>,
+    Body(b): Body<Consent>,
+) -> Reply<Subject> {
+    let scope = c.scope();
+    Ok(axum::Json(
+        st.run(move |s| s.set_consent(&scope, &id, b.consent, b.parental_consent_by.as_deref()))
+            .await?,
+    ))
+}
