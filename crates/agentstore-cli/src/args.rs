@@ -140,6 +140,9 @@ pub enum RawCommand {
         #[arg(long, env = "AGENTSTORE_PRESET", value_name = "NAME")]
         preset: Option<String>,
     },
+    /// Serve the MCP tools (remember, recall, forget, append_event, get_session_context,
+    /// search_documents) on stdin/stdout for a desktop agent, as --tenant.
+    Mcp,
     /// Create, list and revoke the tenant's API keys for the server.
     Keys {
         #[command(subcommand)]

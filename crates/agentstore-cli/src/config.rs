@@ -94,6 +94,7 @@ pub enum Command {
         name: String,
         expires_at: Option<Timestamp>,
     },
+    Mcp,
     KeysList,
     KeysRevoke {
         id: String,
@@ -163,6 +164,7 @@ impl Command {
             Command::Serve(_) => "serve",
             Command::KeysCreate { .. } => "keys create",
             Command::KeysList => "keys list",
+            Command::Mcp => "mcp",
             Command::KeysRevoke { .. } => "keys revoke",
             Command::MigrateStatus => "migrate status",
             Command::MigrateUp { .. } => "migrate up",
@@ -279,6 +281,7 @@ fn resolve_command(raw: RawCommand) -> Result<Command> {
             addr.as_deref(),
             &crate::serve_config::env_vars(),
         )?)),
+        RawCommand::Mcp => Command::Mcp,
         RawCommand::Keys { action } => match action {
             KeysAction::Create {
                 scopes,

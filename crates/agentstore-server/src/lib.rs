@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod mcp;
 mod metrics;
 mod routes;
 
@@ -91,6 +92,8 @@ impl AppState {
 pub struct Server {
     router: Router,
     ready: Arc<AtomicBool>,
+    /// Ends MCP sessions at shutdown, which would otherwise hold it open.
+    mcp_cancel: tokio_util::sync::CancellationToken,
 }
 
 impl Server {
@@ -112,9 +115,14 @@ impl Server {
             state.clone(),
             auth::authenticate,
         ));
+        let mcp_cancel = tokio_util::sync::CancellationToken::new();
+        let mcp = mcp_service(state.store.clone(), mcp_cancel.child_token()).layer(
+            axum::middleware::from_fn_with_state(state.clone(), auth::authenticate),
+        );
         let router = Router::new()
             .route("/v1/openapi.json", get(openapi_doc))
             .merge(v1)
+            .merge(mcp)
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics::scrape))
@@ -126,7 +134,11 @@ impl Server {
                 metrics::track,
             ))
             .with_state(state);
-        Server { router, ready }
+        Server {
+            router,
+            ready,
+            mcp_cancel,
+        }
     }
 
     /// The router, e.g. to serve it on a listener of one's own.
@@ -147,14 +159,35 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let ready = self.ready.clone();
+        let mcp_cancel = self.mcp_cancel.clone();
         axum::serve(listener, self.router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 ready.store(false, Ordering::SeqCst);
+                mcp_cancel.cancel();
                 tracing::info!("shutting down: finishing requests in flight");
             })
             .await
     }
+}
+
+/// `/mcp`: the MCP tools over streamable HTTP. Stateless (each POST stands alone, JSON
+/// responses), so no session outlives its request and any server of a group can answer.
+fn mcp_service(store: Arc<Store>, cancel: tokio_util::sync::CancellationToken) -> Router<AppState> {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+    let service: StreamableHttpService<mcp::McpTools, LocalSessionManager> =
+        StreamableHttpService::new(
+            move || Ok(mcp::McpTools::http(store.clone())),
+            Default::default(),
+            StreamableHttpServerConfig::default()
+                .with_legacy_session_mode(false)
+                .with_json_response(true)
+                .with_sse_keep_alive(None)
+                .with_cancellation_token(cancel),
+        );
+    Router::new().nest_service("/mcp", service)
 }
 
 /// Completes on SIGINT or SIGTERM.

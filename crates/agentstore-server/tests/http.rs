@@ -717,3 +717,82 @@ fn graceful_shutdown_loses_no_acknowledged_write() {
         assert!(stored.contains(c), "acknowledged {c} is missing");
     }
 }
+
+/// `/mcp` over streamable HTTP, spoken as JSON-RPC: the key's tenant and scopes apply to
+/// each tool call.
+#[test]
+fn mcp_over_http_uses_the_key_of_each_request() {
+    let srv = start();
+    let writer = srv.key("t1", &[KeyScope::Write]);
+    let reader = srv.key("t1", &[KeyScope::Read]);
+    let other = srv.key("t2", &[KeyScope::Write]);
+    let rpc = |key: Option<&str>, id: u64, method: &str, params: Value| -> (u16, Value) {
+        let mut req = ureq::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/mcp", srv.base))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18");
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent.run(req.body(body.to_string()).unwrap()).unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    };
+    let init = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}});
+    let (s, v) = rpc(None, 1, "initialize", init.clone());
+    assert_eq!((s, code(&v)), (401, "unauthorized"), "{v}");
+    let (s, v) = rpc(Some(&writer), 1, "initialize", init);
+    assert_eq!(s, 200, "{v}");
+    assert!(v["result"]["capabilities"]["tools"].is_object(), "{v}");
+    let tool = |key: &str, name: &str, args: Value| -> (bool, String) {
+        let (s, v) = rpc(
+            Some(key),
+            2,
+            "tools/call",
+            json!({"name": name, "arguments": args}),
+        );
+        assert_eq!(s, 200, "{v}");
+        let r = &v["result"];
+        let text = r["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (r["isError"] != json!(true), text)
+    };
+    let (ok, text) = tool(
+        &writer,
+        "remember",
+        json!({"content": "Zanzibar is the meeting spot"}),
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = tool(&reader, "recall", json!({"query": "zanzibar"}));
+    assert!(
+        ok && text.contains("Zanzibar is the meeting spot"),
+        "{text}"
+    );
+    // Another tenant's key sees nothing; a read key may not write.
+    let (ok, text) = tool(&other, "recall", json!({"query": "zanzibar"}));
+    assert!(ok && !text.contains("Zanzibar"), "{text}");
+    let (ok, text) = tool(&reader, "remember", json!({"content": "x"}));
+    assert!(!ok && text.contains("error[forbidden]"), "{text}");
+    // The write went through the engine like any other: it is audited.
+    let audit = srv.store.list_audit(Default::default()).unwrap();
+    assert!(
+        audit
+            .items
+            .iter()
+            .any(|e| e.action == "memory.create" && e.context["via"] == "mcp"),
+        "no MCP remember in the audit log"
+    );
+}

@@ -28,6 +28,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
             expires_at,
         } => serve::keys_create(cfg, scopes, name, *expires_at),
         Command::KeysList => serve::keys_list(cfg),
+        Command::Mcp => serve::mcp(cfg),
         Command::KeysRevoke { id } => serve::keys_revoke(cfg, id),
         Command::MigrateStatus => migrate::status(cfg),
         Command::MigrateUp { to } => migrate::up(cfg, *to),

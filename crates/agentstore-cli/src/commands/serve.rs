@@ -48,6 +48,24 @@ pub fn serve(cfg: &Config, s: &ServeSettings) -> anyhow::Result<Outcome> {
     Outcome::new(json!({"stopped": true}), "server stopped\n".into())
 }
 
+pub fn mcp(cfg: &Config) -> anyhow::Result<Outcome> {
+    // Quiet: a desktop agent shows stderr to its user.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let store = agentstore_sqlite::open(&options(cfg).create())?;
+    ensure_tenant(&store, &cfg.scope())?;
+    let store = Arc::new(super::with_embedder(cfg, store)?);
+    let scope = cfg.scope();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(agentstore_server::mcp::serve_stdio(store, scope))?;
+    // stdout belongs to the protocol: nothing more is printed there.
+    Ok(Outcome::streamed())
+}
+
 fn init_logging(s: &ServeSettings) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&s.log_level)
         .map_err(|e| agentstore::Error::invalid("log.level", format!("'{}': {e}", s.log_level)))?;
