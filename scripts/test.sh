@@ -30,3 +30,6 @@ cargo run --quiet -p agentstore-bench --bin hybrid_speed -- --smoke
 
 echo "== tests"
 cargo test --workspace
+
+echo "== HTTP load smoke run (wrk, 2 s per workload, debug build; numbers not meaningful)"
+bench/server-load.sh --smoke
