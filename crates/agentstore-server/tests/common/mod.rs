@@ -93,6 +93,19 @@ impl TestServer {
         key: Option<&str>,
         body: Option<String>,
     ) -> (u16, Value, Response) {
+        self.try_raw(method, path, key, body).unwrap()
+    }
+
+    /// [`TestServer::raw`], or the transport error. A server that answers before
+    /// reading a whole body (413) may close the connection while the client still
+    /// sends, and the client then sees the reset instead of the answer.
+    pub fn try_raw(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<String>,
+    ) -> Result<(u16, Value, Response), ureq::Error> {
         let mut req = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path));
@@ -107,7 +120,7 @@ impl TestServer {
             ),
             None => self.agent.run(req.body(()).unwrap()),
         };
-        let mut resp = result.unwrap();
+        let mut resp = result?;
         let status = resp.status().as_u16();
         let headers = Response {
             retry_after: resp
@@ -130,14 +143,13 @@ impl TestServer {
             .body_mut()
             .with_config()
             .limit(64 << 20)
-            .read_to_string()
-            .unwrap();
+            .read_to_string()?;
         let json = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        (status, json, headers)
+        Ok((status, json, headers))
     }
 
     pub fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
