@@ -130,7 +130,7 @@ impl Server {
             auth::authenticate,
         ));
         let mcp_cancel = tokio_util::sync::CancellationToken::new();
-        let mcp = mcp_service(state.store.clone(), mcp_cancel.child_token()).layer(
+        let mcp = mcp_service(&state, mcp_cancel.child_token()).layer(
             axum::middleware::from_fn_with_state(state.clone(), auth::authenticate),
         );
         let router = Router::new()
@@ -187,13 +187,14 @@ impl Server {
 
 /// `/mcp`: the MCP tools over streamable HTTP. Stateless (each POST stands alone, JSON
 /// responses), so no session outlives its request and any server of a group can answer.
-fn mcp_service(store: Arc<Store>, cancel: tokio_util::sync::CancellationToken) -> Router<AppState> {
+fn mcp_service(state: &AppState, cancel: tokio_util::sync::CancellationToken) -> Router<AppState> {
+    let (store, slots) = (state.store.clone(), state.store_slots.clone());
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     };
     let service: StreamableHttpService<mcp::McpTools, LocalSessionManager> =
         StreamableHttpService::new(
-            move || Ok(mcp::McpTools::http(store.clone())),
+            move || Ok(mcp::McpTools::http(store.clone(), slots.clone())),
             Default::default(),
             StreamableHttpServerConfig::default()
                 .with_legacy_session_mode(false)

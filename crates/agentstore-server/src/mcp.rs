@@ -34,6 +34,9 @@ enum Access {
 pub struct McpTools {
     store: Arc<Store>,
     access: Access,
+    /// The HTTP server's store-call limit (`AppState::store_slots`), shared so MCP
+    /// calls queue with the REST ones; None on stdio.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -131,15 +134,17 @@ impl McpTools {
         McpTools {
             store,
             access: Access::Fixed(scope),
+            slots: None,
             tool_router: Self::tool_router(),
         }
     }
 
     /// Tools for HTTP: every call acts as the request's API key.
-    pub(crate) fn http(store: Arc<Store>) -> Self {
+    pub(crate) fn http(store: Arc<Store>, slots: Arc<tokio::sync::Semaphore>) -> Self {
         McpTools {
             store,
             access: Access::PerRequest,
+            slots: Some(slots),
             tool_router: Self::tool_router(),
         }
     }
@@ -172,6 +177,14 @@ impl McpTools {
         f: impl FnOnce(&Store) -> agentstore::Result<T> + Send + 'static,
     ) -> Result<T, String> {
         let store = self.store.clone();
+        let _slot = match &self.slots {
+            Some(s) => Some(
+                s.acquire()
+                    .await
+                    .map_err(|_| "error[unavailable]: shutting down".to_owned())?,
+            ),
+            None => None,
+        };
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| format!("error[internal]: {e}"))?
