@@ -42,6 +42,19 @@ pub const MAX_LIMIT: usize = 1000;
 pub const CANDIDATE_FACTOR: usize = 4;
 /// Fewest candidates asked of the backend.
 pub const MIN_CANDIDATES: usize = 50;
+/// Candidates per list of a hybrid search that only fuses (no recency, importance or
+/// diversity reranking): `limit × HYBRID_CANDIDATE_FACTOR`, at least
+/// [`MIN_HYBRID_CANDIDATES`]. Fusion already draws on two lists, and a record at rank 21
+/// or lower of one list adds at most 1/81 to its RRF score. On SciFact (limit 10) 20
+/// keyword candidates instead of 50 left nDCG@10 where it was (RRF 0.7218 against
+/// 0.7180, weighted 0.7279 against 0.7291); on LoCoMo, 20 per list instead of 50 raised
+/// hybrid RRF recall@10 from 0.534 to 0.607, as deep vector candidates were mostly noise
+/// that outranked good keyword hits. At a million chunks hybrid search went from 5.3 to
+/// 3.4 ms p50: the keyword side, the slower one, walks postings until its k-th best
+/// score, and a smaller k raises that bar sooner.
+pub const HYBRID_CANDIDATE_FACTOR: usize = 2;
+/// Fewest candidates per list of a fusing hybrid search.
+pub const MIN_HYBRID_CANDIDATES: usize = 20;
 /// Most distinct words in a query; each one is a term of the full-text expression.
 pub const MAX_QUERY_TERMS: usize = 256;
 /// Most metadata conditions in one filter.
