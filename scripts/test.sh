@@ -31,5 +31,8 @@ cargo run --quiet -p agentstore-bench --bin hybrid_speed -- --smoke
 echo "== tests"
 cargo test --workspace
 
+echo "== API fuzzing: schemathesis against the server's OpenAPI document (no 5xx, answers as documented)"
+scripts/api-fuzz.sh --max-examples 30
+
 echo "== HTTP load smoke run (wrk, 2 s per workload, debug build; numbers not meaningful)"
 bench/server-load.sh --smoke

@@ -229,6 +229,8 @@ impl Api {
         props
             .iter()
             .map(|(prop, schema)| {
+                let mut schema = schema.clone();
+                non_empty(&mut schema);
                 let mut p = json!({
                     "name": prop,
                     "in": "query",
@@ -293,4 +295,28 @@ async fn require_scope(scope: KeyScope, req: Request, next: Next) -> Result<Resp
         ));
     }
     Ok(next.run(req).await)
+}
+
+/// Marks the strings of a query parameter's schema `minLength: 1`: the query extractor
+/// refuses empty values (`?to=`), so the document says so.
+fn non_empty(schema: &mut Value) {
+    let Some(o) = schema.as_object_mut() else {
+        return;
+    };
+    let is_string = match o.get("type") {
+        Some(Value::String(t)) => t == "string",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    if is_string && !o.contains_key("enum") {
+        o.entry("minLength").or_insert(json!(1));
+    }
+    if let Some(items) = o.get_mut("items") {
+        non_empty(items);
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(Value::Array(alts)) = o.get_mut(key) {
+            alts.iter_mut().for_each(non_empty);
+        }
+    }
 }

@@ -399,6 +399,24 @@ fn errors_are_json_with_stable_codes_and_change_nothing() {
             "invalid_input",
         ),
         ("GET", "/v1/sessions?limit=abc", None, 400, "invalid_input"),
+        // An empty value is refused rather than read as an absent filter.
+        ("GET", "/v1/sessions?started_to=", None, 400, "invalid_input"),
+        ("GET", "/v1/audit?to=", None, 400, "invalid_input"),
+        // serde would fill the struct from an array of its fields.
+        (
+            "PUT",
+            "/v1/kv/k",
+            Some("[null, null]".into()),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v1/sessions",
+            Some("\"run\"".into()),
+            400,
+            "invalid_json",
+        ),
         (
             "GET",
             "/v1/sessions?namespace=a//b",

@@ -14,22 +14,62 @@ mod sessions;
 mod telemetry;
 
 use agentstore::Namespace;
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::api::Api;
 use crate::error::ApiError;
 
-/// A JSON body; a malformed one is a 400 `invalid_json` in the API's error shape.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body; a malformed one is a 400 `invalid_json` in the API's error shape.
 pub(crate) struct Body<T>(pub T);
 
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // Every body is an object, but serde also fills a struct from an array of its
+        // fields in order (`[null, null]`), which the OpenAPI document does not allow and
+        // a client sends only by mistake; so the shape is checked before the fields.
+        let axum::Json(raw) = axum::Json::<Box<RawValue>>::from_request(req, state).await?;
+        if !raw.get().starts_with('{') {
+            return Err(ApiError::new(
+                "invalid_json",
+                "the request body must be a JSON object",
+            ));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(raw.get().as_bytes())?;
+        Ok(Body(value))
+    }
+}
+
 /// Query parameters; a repeated key fills a list (`kind=a&kind=b`).
-#[derive(FromRequestParts)]
-#[from_request(via(axum_extra::extract::Query), rejection(ApiError))]
 pub(crate) struct Q<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // The form decoder reads `to=` as an absent `to`, so a client that sends an empty
+        // time or cursor by mistake would silently get an unfiltered answer. An empty
+        // value is refused instead; leaving the parameter out says "none".
+        let query = parts.uri.query().unwrap_or("");
+        if let Some((key, _)) =
+            form_urlencoded::parse(query.as_bytes()).find(|(_, value)| value.is_empty())
+        {
+            return Err(ApiError::new(
+                "invalid_input",
+                format!("query parameter {key} is empty; leave it out instead"),
+            ));
+        }
+        let axum_extra::extract::Query(value) =
+            axum_extra::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Q(value))
+    }
+}
 
 /// Path parameters.
 #[derive(FromRequestParts)]
