@@ -13,15 +13,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "agentstore", version, propagate_version = true)]
 pub struct RawArgs {
-    /// Data directory of the store.
-    #[arg(
-        long,
-        global = true,
-        env = "AGENTSTORE_DATA_DIR",
-        default_value = "./agentstore-data",
-        value_name = "DIR"
-    )]
-    pub data_dir: PathBuf,
+    /// Data directory of the store [default: ./agentstore-data, or for `serve` the
+    /// config file's store.data_dir].
+    #[arg(long, global = true, env = "AGENTSTORE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// Machine output: one JSON document on stdout (errors too).
     #[arg(long, global = true)]
@@ -41,9 +36,10 @@ pub struct RawArgs {
     #[arg(long, global = true, env = "AGENTSTORE_ACTOR", value_name = "NAME")]
     pub actor: Option<String>,
 
-    /// Commit durability: `full` survives power loss, `normal` only process crashes.
-    #[arg(long, global = true, value_enum, default_value_t = DurabilityArg::Full)]
-    pub durability: DurabilityArg,
+    /// Commit durability: `full` survives power loss, `normal` only process crashes
+    /// [default: full, or for `serve` the config file's store.durability].
+    #[arg(long, global = true, value_enum)]
+    pub durability: Option<DurabilityArg>,
 
     /// Directory of a local sentence-embedding model (config.json, tokenizer.json,
     /// model.safetensors; `scripts/fetch-model.sh` puts all-MiniLM-L6-v2 in

@@ -36,6 +36,8 @@ pub struct Config {
     pub actor: String,
     /// Commit durability.
     pub durability: Durability,
+    /// When the keyword index is built (None: the engine's default).
+    pub keyword_index: Option<agentstore_sqlite::KeywordIndexMode>,
     /// Where vectors come from (None: only vectors the caller sends).
     pub embedding: Option<EmbeddingConfig>,
     /// Embed events too.
@@ -213,7 +215,17 @@ impl Config {
                 None => "cli".to_owned(),
             },
         };
-        let embedding = match (raw.model_dir, raw.embedding_url) {
+        let command = resolve_command(raw.command)?;
+        // `serve` may name its store in its config file; a flag (or its variable) wins.
+        let file = match &command {
+            Command::Serve(s) => s.store.clone(),
+            _ => Default::default(),
+        };
+        let model_dir = match (&raw.model_dir, &raw.embedding_url) {
+            (None, None) => file.model_dir,
+            _ => raw.model_dir,
+        };
+        let embedding = match (model_dir, raw.embedding_url) {
             (Some(_), Some(_)) => {
                 return Err(Error::invalid(
                     "model-dir",
@@ -247,16 +259,21 @@ impl Config {
         };
         Ok(Config {
             embedding,
-            embed_events: raw.embed_events,
-            data_dir: raw.data_dir,
+            embed_events: raw.embed_events || file.embed_events == Some(true),
+            data_dir: raw
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./agentstore-data")),
             json: raw.json,
             tenant: raw.tenant,
             actor,
             durability: match raw.durability {
-                DurabilityArg::Full => Durability::Full,
-                DurabilityArg::Normal => Durability::Normal,
+                Some(DurabilityArg::Full) => Durability::Full,
+                Some(DurabilityArg::Normal) => Durability::Normal,
+                None => file.durability.unwrap_or_default(),
             },
-            command: resolve_command(raw.command)?,
+            keyword_index: file.keyword_index,
+            command,
         })
     }
 

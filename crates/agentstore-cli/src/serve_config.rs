@@ -11,6 +11,16 @@
 //! max_body_bytes = 16777216
 //! rate_per_second = 100.0    # per API key; 0 = unlimited
 //! rate_burst = 200
+//! mcp_allowed_hosts = ["localhost", "127.0.0.1", "::1", "agents.example.internal:8080"]
+//!
+//! [store]                    # --data-dir, --durability, --model-dir, --embed-events
+//!                            # and their AGENTSTORE_* variables win over these
+//! data_dir = "/var/lib/agentstore"   # relative paths are relative to this file
+//! durability = "full"        # full | normal
+//! model_dir = "/opt/models/all-MiniLM-L6-v2"
+//! embed_events = false
+//! keyword_index = "auto"     # auto | eager | off
+//! keyword_index_min_records = 50000  # auto: the store size at which it is built
 //!
 //! [log]
 //! format = "json"            # json | text
@@ -19,9 +29,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use agentstore::{Error, Result};
+use agentstore_sqlite::{Durability, KeywordIndexMode};
 use serde::Deserialize;
 
 /// Environment variables read, and the setting each overrides.
@@ -30,6 +41,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AGENTSTORE_MAX_BODY_BYTES", "server.max_body_bytes"),
     ("AGENTSTORE_RATE_PER_SECOND", "server.rate_per_second"),
     ("AGENTSTORE_RATE_BURST", "server.rate_burst"),
+    ("AGENTSTORE_MCP_ALLOWED_HOSTS", "server.mcp_allowed_hosts"),
     ("AGENTSTORE_LOG_FORMAT", "log.format"),
     ("AGENTSTORE_LOG", "log.level"),
 ];
@@ -65,10 +77,45 @@ pub struct ServeSettings {
     pub rate_per_second: f64,
     /// Burst per key.
     pub rate_burst: u32,
+    /// `Host` values `/mcp` answers; empty: any (written `["*"]`).
+    pub mcp_allowed_hosts: Vec<String>,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
     pub log_level: String,
+    /// The file's `[store]` section: each value applies unless its global flag (or that
+    /// flag's environment variable) was given.
+    pub store: StoreSettings,
+}
+
+/// How the server opens its store, from the config file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoreSettings {
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Commit durability.
+    pub durability: Option<Durability>,
+    /// Local embedding model directory.
+    pub model_dir: Option<PathBuf>,
+    /// Embed events' content too.
+    pub embed_events: Option<bool>,
+    /// When the in-memory keyword index is built.
+    pub keyword_index: Option<KeywordIndexMode>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FileDurability {
+    Full,
+    Normal,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FileKeywordIndex {
+    Auto,
+    Eager,
+    Off,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,7 +125,51 @@ struct File {
     #[serde(default)]
     server: FileServer,
     #[serde(default)]
+    store: FileStore,
+    #[serde(default)]
     log: FileLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    data_dir: Option<PathBuf>,
+    durability: Option<FileDurability>,
+    model_dir: Option<PathBuf>,
+    embed_events: Option<bool>,
+    keyword_index: Option<FileKeywordIndex>,
+    keyword_index_min_records: Option<u64>,
+}
+
+impl FileStore {
+    /// The settings, with paths relative to the file's directory `base`.
+    fn resolve(self, base: &Path) -> Result<StoreSettings> {
+        let keyword_index = match (self.keyword_index, self.keyword_index_min_records) {
+            (Some(FileKeywordIndex::Auto) | None, Some(min_records)) => {
+                Some(KeywordIndexMode::Auto { min_records })
+            }
+            (Some(FileKeywordIndex::Auto), None) => Some(KeywordIndexMode::default()),
+            (Some(FileKeywordIndex::Eager), None) => Some(KeywordIndexMode::Eager),
+            (Some(FileKeywordIndex::Off), None) => Some(KeywordIndexMode::Off),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "config store.keyword_index_min_records",
+                    "applies only to keyword_index = \"auto\"",
+                ));
+            }
+        };
+        Ok(StoreSettings {
+            data_dir: self.data_dir.map(|p| base.join(p)),
+            durability: self.durability.map(|d| match d {
+                FileDurability::Full => Durability::Full,
+                FileDurability::Normal => Durability::Normal,
+            }),
+            model_dir: self.model_dir.map(|p| base.join(p)),
+            embed_events: self.embed_events,
+            keyword_index,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +179,7 @@ struct FileServer {
     max_body_bytes: Option<usize>,
     rate_per_second: Option<f64>,
     rate_burst: Option<u32>,
+    mcp_allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,8 +197,12 @@ fn preset(name: &str) -> Result<ServeSettings> {
         max_body_bytes: 16 << 20,
         rate_per_second: 0.0,
         rate_burst: 1,
+        mcp_allowed_hosts: agentstore_server::DEFAULT_MCP_HOSTS
+            .map(String::from)
+            .to_vec(),
         log_format: LogFormat::Text,
         log_level: "info".into(),
+        store: StoreSettings::default(),
     };
     match name {
         // A laptop: no rate limit, readable logs with the engine's detail.
@@ -144,6 +240,30 @@ fn addr(s: &str, from: &str) -> Result<SocketAddr> {
     })
 }
 
+/// A list of allowed hosts: `["*"]` is any host (empty list); otherwise every entry
+/// is a host or host:port.
+fn hosts(list: Vec<String>, from: &str) -> Result<Vec<String>> {
+    let list: Vec<String> = list.into_iter().map(|h| h.trim().to_owned()).collect();
+    if list == ["*"] {
+        return Ok(Vec::new());
+    }
+    if list.is_empty() {
+        return Err(Error::invalid(
+            from,
+            "must name at least one host (\"*\" allows any)",
+        ));
+    }
+    for h in &list {
+        if h.is_empty() || h == "*" || h.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(Error::invalid(
+                from,
+                format!("'{h}' is not a host or host:port (\"*\" alone allows any host)"),
+            ));
+        }
+    }
+    Ok(list)
+}
+
 fn number<T: std::str::FromStr>(s: &str, from: &str) -> Result<T> {
     s.trim()
         .parse()
@@ -158,7 +278,7 @@ impl ServeSettings {
         addr_flag: Option<&str>,
         env: &BTreeMap<String, String>,
     ) -> Result<Self> {
-        let parsed: File = match file {
+        let mut parsed: File = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
                 toml::from_str(&text).map_err(|e| {
@@ -167,11 +287,14 @@ impl ServeSettings {
             }
             None => File::default(),
         };
+        let base = file.and_then(Path::parent).unwrap_or(Path::new(""));
+        let store = std::mem::take(&mut parsed.store).resolve(base)?;
         let name = preset_flag
             .map(str::to_owned)
             .or(parsed.preset.clone())
             .unwrap_or_else(|| "dev".into());
         let mut s = preset(&name)?;
+        s.store = store;
         if let Some(a) = &parsed.server.addr {
             s.addr = addr(a, "config server.addr")?;
         }
@@ -183,6 +306,11 @@ impl ServeSettings {
         }
         if let Some(v) = parsed.server.rate_burst {
             s.rate_burst = v;
+        }
+        let mut hosts_set = false;
+        if let Some(v) = parsed.server.mcp_allowed_hosts.clone() {
+            s.mcp_allowed_hosts = hosts(v, "config server.mcp_allowed_hosts")?;
+            hosts_set = true;
         }
         if let Some(v) = parsed.log.format {
             s.log_format = v;
@@ -196,6 +324,10 @@ impl ServeSettings {
                 "AGENTSTORE_MAX_BODY_BYTES" => s.max_body_bytes = number(value, var)?,
                 "AGENTSTORE_RATE_PER_SECOND" => s.rate_per_second = number(value, var)?,
                 "AGENTSTORE_RATE_BURST" => s.rate_burst = number(value, var)?,
+                "AGENTSTORE_MCP_ALLOWED_HOSTS" => {
+                    s.mcp_allowed_hosts = hosts(value.split(',').map(String::from).collect(), var)?;
+                    hosts_set = true;
+                }
                 "AGENTSTORE_LOG_FORMAT" => {
                     s.log_format = match value.as_str() {
                         "json" => LogFormat::Json,
@@ -209,6 +341,12 @@ impl ServeSettings {
         }
         if let Some(a) = addr_flag {
             s.addr = addr(a, "addr")?;
+        }
+        // Listening on one address that is not loopback means clients reach it by that
+        // address: answer it too, unless the list was written down.
+        let ip = s.addr.ip();
+        if !hosts_set && !ip.is_loopback() && !ip.is_unspecified() {
+            s.mcp_allowed_hosts.push(ip.to_string());
         }
         s.validate()?;
         Ok(s)
@@ -304,6 +442,65 @@ mod tests {
     }
 
     #[test]
+    fn store_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agentstore.toml");
+        std::fs::write(
+            &path,
+            "[store]\ndata_dir = \"data\"\ndurability = \"normal\"\nmodel_dir = \"/models/m\"\n\
+             embed_events = true\nkeyword_index_min_records = 10\n",
+        )
+        .unwrap();
+        let s = ServeSettings::resolve(Some(&path), None, None, &env(&[])).unwrap();
+        assert_eq!(s.store.data_dir, Some(dir.path().join("data")));
+        assert_eq!(s.store.durability, Some(Durability::Normal));
+        assert_eq!(s.store.model_dir, Some(PathBuf::from("/models/m")));
+        assert_eq!(s.store.embed_events, Some(true));
+        assert_eq!(
+            s.store.keyword_index,
+            Some(KeywordIndexMode::Auto { min_records: 10 })
+        );
+        let f = file("[store]\nkeyword_index = \"off\"\n");
+        let s = ServeSettings::resolve(Some(f.path()), None, None, &env(&[])).unwrap();
+        assert_eq!(s.store.keyword_index, Some(KeywordIndexMode::Off));
+        assert_eq!(s.store.data_dir, None);
+    }
+
+    #[test]
+    fn mcp_allowed_hosts() {
+        let dev = ServeSettings::resolve(None, None, None, &env(&[])).unwrap();
+        assert_eq!(dev.mcp_allowed_hosts, ["localhost", "127.0.0.1", "::1"]);
+        let f = file("[server]\nmcp_allowed_hosts = [\"agents.internal:8080\"]\n");
+        let s = ServeSettings::resolve(Some(f.path()), None, None, &env(&[])).unwrap();
+        assert_eq!(s.mcp_allowed_hosts, ["agents.internal:8080"]);
+        let s = ServeSettings::resolve(
+            Some(f.path()),
+            None,
+            None,
+            &env(&[(
+                "AGENTSTORE_MCP_ALLOWED_HOSTS",
+                "a.internal, b.internal:9000",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.mcp_allowed_hosts, ["a.internal", "b.internal:9000"]);
+        let any = ServeSettings::resolve(
+            None,
+            None,
+            None,
+            &env(&[("AGENTSTORE_MCP_ALLOWED_HOSTS", "*")]),
+        )
+        .unwrap();
+        assert!(any.mcp_allowed_hosts.is_empty());
+        // A server on one non-loopback address also answers that address.
+        let lan = ServeSettings::resolve(None, None, Some("10.1.2.3:8080"), &env(&[])).unwrap();
+        assert_eq!(
+            lan.mcp_allowed_hosts,
+            ["localhost", "127.0.0.1", "::1", "10.1.2.3"]
+        );
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let cases = [
             ("[server]\nport = 8080\n", "port"),
@@ -313,6 +510,21 @@ mod tests {
             ("[log]\nformat = \"xml\"\n", "xml"),
             ("preset = \"qa\"\n", "qa"),
             ("not toml at all", "config"),
+            ("[server]\nmcp_allowed_hosts = []\n", "mcp_allowed_hosts"),
+            ("[store]\ndurability = \"sometimes\"\n", "sometimes"),
+            ("[store]\npath = \"x\"\n", "path"),
+            (
+                "[store]\nkeyword_index = \"off\"\nkeyword_index_min_records = 5\n",
+                "keyword_index_min_records",
+            ),
+            (
+                "[server]\nmcp_allowed_hosts = [\"a\", \"*\"]\n",
+                "mcp_allowed_hosts",
+            ),
+            (
+                "[server]\nmcp_allowed_hosts = [\"http://a/\"]\n",
+                "http://a/",
+            ),
         ];
         for (text, needle) in cases {
             let f = file(text);

@@ -1,70 +1,19 @@
 //! Runs the real `agentstore` binary against stores in temporary directories.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 use agentstore::Record;
 use serde_json::Value;
 
-/// The binary, isolated from the caller's environment.
+use common::{cli, describe_args, fails, json, ok, run};
+
 /// The schema version this build migrates to.
 fn latest() -> i64 {
     agentstore_sqlite::migrate::latest_version()
-}
-
-fn cli(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_agentstore"));
-    c.env_remove("AGENTSTORE_DATA_DIR")
-        .env_remove("AGENTSTORE_TENANT")
-        .env_remove("AGENTSTORE_ACTOR")
-        .env("USER", "tester")
-        .arg("--data-dir")
-        .arg(data)
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(data: &Path, args: &[&str]) -> Output {
-    cli(data).args(args).output().expect("the binary runs")
-}
-
-fn describe(args: &[&str], o: &Output) -> String {
-    format!(
-        "agentstore {}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Runs a command that must succeed; returns its stdout.
-fn ok(data: &Path, args: &[&str]) -> String {
-    let o = run(data, args);
-    assert!(o.status.success(), "{}", describe(args, &o));
-    String::from_utf8(o.stdout).expect("utf-8 output")
-}
-
-/// Runs a command with `--json` that must succeed; returns the parsed document.
-fn json(data: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = ok(data, &all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{out}"))
-}
-
-/// Runs a command that must fail with `code`; returns (stderr, exit code).
-fn fails(data: &Path, args: &[&str], code: &str) -> (String, i32) {
-    let o = run(data, args);
-    assert!(!o.status.success(), "{}", describe(args, &o));
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(
-        stderr.starts_with(&format!("error[{code}]: ")),
-        "{}",
-        describe(args, &o)
-    );
-    (stderr, o.status.code().expect("exit code"))
 }
 
 /// A store with a session of two events and a memory.
@@ -323,16 +272,20 @@ fn export_import_export_round_trip() {
         .write_all(first_text.as_bytes())
         .unwrap();
     let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", describe(&["import", "-"], &o));
+    assert!(
+        o.status.success(),
+        "{}",
+        describe_args(&["import", "-"], &o)
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("from stdin"));
 }
 
 /// A failing command with any error code; returns (stderr, exit code).
 fn fails_any(data: &Path, args: &[&str]) -> (String, i32) {
     let o = run(data, args);
-    assert!(!o.status.success(), "{}", describe(args, &o));
+    assert!(!o.status.success(), "{}", describe_args(args, &o));
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(stderr.starts_with("error["), "{}", describe(args, &o));
+    assert!(stderr.starts_with("error["), "{}", describe_args(args, &o));
     (stderr, o.status.code().unwrap())
 }
 
@@ -387,7 +340,7 @@ fn backup_verify_restore() {
         o.status.code(),
         Some(1),
         "{}",
-        describe(&["verify", "--backup"], &o)
+        describe_args(&["verify", "--backup"], &o)
     );
 }
 
@@ -781,7 +734,11 @@ fn ingest_reingest_and_replace() {
         .args(["--json", "ingest", "docs"])
         .output()
         .unwrap();
-    assert!(again.status.success(), "{}", describe(&["ingest"], &again));
+    assert!(
+        again.status.success(),
+        "{}",
+        describe_args(&["ingest"], &again)
+    );
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["documents"]["created"], 0, "{again:#}");
     assert_eq!(again["documents"]["replaced"], 0);
@@ -901,11 +858,58 @@ fn ingest_rejects_bad_input_and_writes_nothing() {
     assert_eq!(fine["documents"]["created"], 1, "{fine:#}");
 }
 
+/// `serve --config FILE` opens the store its `[store]` section names (relative to the
+/// file), with no `--data-dir`; the flag would win over it.
+#[test]
+fn serve_opens_the_store_its_config_file_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("etc/store");
+    ok(&data, &["init"]);
+    let created = json(&data, &["keys", "create", "--scopes", "read"]);
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let config = dir.path().join("etc/agentstore.toml");
+    std::fs::write(
+        &config,
+        "preset = \"test\"\n[store]\ndata_dir = \"store\"\ndurability = \"normal\"\n",
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_agentstore"));
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("AGENTSTORE_") {
+            cmd.env_remove(var);
+        }
+    }
+    // Run elsewhere: a relative data_dir must not be read relative to the working dir.
+    cmd.current_dir(dir.path()).stdin(Stdio::null()).args([
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let (mut child, base) = common::spawn_server(cmd, &dir.path().join("serve.log"));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .get(format!("{base}/v1/memories"))
+        .header("authorization", format!("Bearer {secret}"))
+        .call()
+        .unwrap();
+    let status = r.status();
+    let body = r.body_mut().read_to_string().unwrap();
+    common::sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(status, 200, "the key of the configured store: {body}");
+    assert!(
+        !dir.path().join("agentstore-data").exists(),
+        "the default store was created instead"
+    );
+}
+
 /// `keys create`, then `serve --preset test` on a free port: the key works over HTTP, a
 /// write is read back, SIGTERM stops the server cleanly, and the write is in the store.
 #[test]
 fn serve_answers_with_a_cli_key_and_stops_on_sigterm() {
-    use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
     ok(&data, &["init"]);
@@ -936,21 +940,8 @@ fn serve_answers_with_a_cli_key_and_stops_on_sigterm() {
         "invalid_input",
     );
 
-    let mut child = cli(&data)
-        .args(["serve", "--preset", "test"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first
-        .trim()
-        .strip_prefix("agentstore listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .to_owned();
+    let (mut child, base) =
+        common::serve(&data, &["--preset", "test"], &dir.path().join("serve.log"));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -972,11 +963,7 @@ fn serve_answers_with_a_cli_key_and_stops_on_sigterm() {
     let denied = agent.get(format!("{base}/v1/keys")).call().unwrap();
     assert_eq!(denied.status(), 401);
 
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    common::sigterm(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exited with {status}");
     let memories = json(&data, &["memories"]);

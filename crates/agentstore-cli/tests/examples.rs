@@ -1,85 +1,31 @@
 //! Runs the copyable examples under `examples/` against the real server, so that a change
 //! to the API that breaks them fails here rather than for the user who copies them.
 
-use std::io::{BufRead as _, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 use serde_json::Value;
 
-/// The binary, isolated from the caller's environment.
-fn cli(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_agentstore"));
-    c.env_remove("AGENTSTORE_DATA_DIR")
-        .env_remove("AGENTSTORE_TENANT")
-        .env_remove("AGENTSTORE_ACTOR")
-        .env_remove("AGENTSTORE_MODEL_DIR")
-        .arg("--data-dir")
-        .arg(data)
-        .stdin(Stdio::null());
-    c
-}
-
-fn describe(what: &str, o: &Output) -> String {
-    format!(
-        "{what}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Runs a command that must succeed; returns its stdout.
-fn ok(data: &Path, args: &[&str]) -> String {
-    let o = cli(data).args(args).output().expect("the binary runs");
-    assert!(
-        o.status.success(),
-        "{}",
-        describe(&format!("agentstore {}", args.join(" ")), &o)
-    );
-    String::from_utf8(o.stdout).expect("utf-8 output")
-}
+use common::{describe, ok};
 
 /// A running `agentstore serve`. Dropping it kills the process, so that a failing
 /// assertion does not leave a server behind.
 struct Server {
     child: Option<Child>,
-    // Held open: closing it would make the server's next write to stdout fail.
-    stdout: Option<BufReader<ChildStdout>>,
     base: String,
     log: PathBuf,
 }
 
 impl Server {
     fn start(data: &Path, log: PathBuf) -> Server {
-        let mut child = cli(data)
-            .args(["serve", "--preset", "test"])
-            .stdout(Stdio::piped())
-            // A file rather than a pipe: nobody reads the log while the test runs, and a
-            // full pipe would stall the server.
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("the binary runs");
-        let stdout = child.stdout.take().expect("piped stdout");
-        // The guard exists before the first read, so that a panic below still kills it.
-        let mut server = Server {
+        let (child, base) = common::serve(data, &["--preset", "test"], &log);
+        Server {
             child: Some(child),
-            stdout: Some(BufReader::new(stdout)),
-            base: String::new(),
+            base,
             log,
-        };
-        let mut first = String::new();
-        if let Some(out) = server.stdout.as_mut() {
-            out.read_line(&mut first).expect("read the first line");
         }
-        server.base = match first.trim().strip_prefix("agentstore listening on ") {
-            Some(base) => base.to_owned(),
-            None => panic!(
-                "unexpected first line: {first:?}\nserver log:\n{}",
-                server.log()
-            ),
-        };
-        server
     }
 
     fn log(&self) -> String {
@@ -89,11 +35,7 @@ impl Server {
     /// Stops the server the way an operator does, and returns how it exited.
     fn stop(mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let term = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(term.success());
+        common::sigterm(&child);
         child.wait().expect("wait for the server")
     }
 }

@@ -40,7 +40,14 @@ pub struct ServerOptions {
     pub rate_per_second: f64,
     /// Requests a key may make at once before the average applies.
     pub rate_burst: u32,
+    /// `Host` header values `/mcp` answers (host, or host:port), against DNS rebinding:
+    /// a web page in a browser on the server's machine must not reach it under a name
+    /// of its own. Empty: any host.
+    pub mcp_allowed_hosts: Vec<String>,
 }
+
+/// The hosts `/mcp` answers by default: the loopback names.
+pub const DEFAULT_MCP_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 impl Default for ServerOptions {
     fn default() -> Self {
@@ -50,6 +57,7 @@ impl Default for ServerOptions {
             max_body_bytes: 16 << 20,
             rate_per_second: 1000.0,
             rate_burst: 2000,
+            mcp_allowed_hosts: DEFAULT_MCP_HOSTS.map(String::from).to_vec(),
         }
     }
 }
@@ -104,6 +112,7 @@ impl AppState {
 /// A server: its router, and the handle that flips readiness at shutdown.
 pub struct Server {
     router: Router,
+    store: Arc<Store>,
     ready: Arc<AtomicBool>,
     /// Ends MCP sessions at shutdown, which would otherwise hold it open.
     mcp_cancel: tokio_util::sync::CancellationToken,
@@ -115,7 +124,7 @@ impl Server {
         let (v1, openapi) = routes::api().finish();
         let ready = Arc::new(AtomicBool::new(true));
         let state = AppState {
-            store,
+            store: store.clone(),
             limiter: Arc::new(auth::RateLimiter::new(
                 opts.rate_per_second,
                 opts.rate_burst,
@@ -130,7 +139,7 @@ impl Server {
             auth::authenticate,
         ));
         let mcp_cancel = tokio_util::sync::CancellationToken::new();
-        let mcp = mcp_service(&state, mcp_cancel.child_token()).layer(
+        let mcp = mcp_service(&state, opts, mcp_cancel.child_token()).layer(
             axum::middleware::from_fn_with_state(state.clone(), auth::authenticate),
         );
         let router = Router::new()
@@ -150,6 +159,7 @@ impl Server {
             .with_state(state);
         Server {
             router,
+            store,
             ready,
             mcp_cancel,
         }
@@ -167,11 +177,24 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting connections and waits for
     /// the requests in flight: a write that has begun is finished and answered.
+    ///
+    /// The store's search indexes are warmed in the background meanwhile
+    /// ([`Store::warm`]); requests are answered from the start, searches by the slower
+    /// fallbacks until the indexes are ready.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match store.warm() {
+                Ok(()) => tracing::info!(elapsed = ?started.elapsed(), "search indexes warmed"),
+                // A search retries what failed here and reports it to its caller.
+                Err(e) => tracing::warn!(error = %e, "warming the search indexes failed"),
+            }
+        });
         let ready = self.ready.clone();
         let mcp_cancel = self.mcp_cancel.clone();
         axum::serve(listener, self.router)
@@ -187,7 +210,11 @@ impl Server {
 
 /// `/mcp`: the MCP tools over streamable HTTP. Stateless (each POST stands alone, JSON
 /// responses), so no session outlives its request and any server of a group can answer.
-fn mcp_service(state: &AppState, cancel: tokio_util::sync::CancellationToken) -> Router<AppState> {
+fn mcp_service(
+    state: &AppState,
+    opts: &ServerOptions,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Router<AppState> {
     let (store, slots) = (state.store.clone(), state.store_slots.clone());
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
@@ -200,9 +227,50 @@ fn mcp_service(state: &AppState, cancel: tokio_util::sync::CancellationToken) ->
                 .with_legacy_session_mode(false)
                 .with_json_response(true)
                 .with_sse_keep_alive(None)
+                .with_allowed_hosts(opts.mcp_allowed_hosts.clone())
                 .with_cancellation_token(cancel),
         );
-    Router::new().nest_service("/mcp", service)
+    Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(mcp_error_bodies))
+}
+
+/// The MCP transport refuses some requests (a `Host` not allowed, a missing `Accept`)
+/// with plain-text bodies; they become the API's `{code, message}` like every other
+/// error. Its JSON-RPC answers, errors included, pass untouched.
+async fn mcp_error_bodies(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || json {
+        return resp;
+    }
+    // These bodies are one short sentence; a longer one is cut rather than buffered.
+    let text = match axum::body::to_bytes(resp.into_body(), 4096).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let code = match status {
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        _ => "invalid_input",
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_owned()
+    } else if text.contains("Host header") {
+        format!("{text}: it must be one of the server's mcp_allowed_hosts")
+    } else {
+        text
+    };
+    error::ApiError::new(code, message).into_response()
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -400,7 +400,13 @@ fn errors_are_json_with_stable_codes_and_change_nothing() {
         ),
         ("GET", "/v1/sessions?limit=abc", None, 400, "invalid_input"),
         // An empty value is refused rather than read as an absent filter.
-        ("GET", "/v1/sessions?started_to=", None, 400, "invalid_input"),
+        (
+            "GET",
+            "/v1/sessions?started_to=",
+            None,
+            400,
+            "invalid_input",
+        ),
         ("GET", "/v1/audit?to=", None, 400, "invalid_input"),
         // serde would fill the struct from an array of its fields.
         (
@@ -738,6 +744,58 @@ fn graceful_shutdown_loses_no_acknowledged_write() {
     for c in &acked {
         assert!(stored.contains(c), "acknowledged {c} is missing");
     }
+}
+
+/// One raw HTTP/1.1 request with `host` as its Host header (clients set it from the URL,
+/// so a raw socket is the way to send another); returns the status and the body.
+fn with_host(base: &str, host: &str, key: &str) -> (u16, Value) {
+    use std::io::{Read as _, Write as _};
+    let addr = base.strip_prefix("http://").unwrap();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status: u16 = answer[9..12].parse().unwrap();
+    let (_, text) = answer.split_once("\r\n\r\n").unwrap();
+    (
+        status,
+        serde_json::from_str(text).unwrap_or(Value::String(text.into())),
+    )
+}
+
+/// `/mcp` answers only the Host names it is configured for (against DNS rebinding),
+/// and refuses others with the API's JSON error.
+#[test]
+fn mcp_refuses_hosts_it_is_not_configured_for() {
+    let srv = start();
+    let key = srv.key("t1", &[KeyScope::Read]);
+    let (s, v) = with_host(&srv.base, "evil.example", &key);
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("mcp_allowed_hosts"),
+        "{v}"
+    );
+    let (s, v) = with_host(&srv.base, "localhost:1234", &key);
+    assert_eq!(s, 200, "{v}");
+
+    let srv = start_with(ServerOptions {
+        mcp_allowed_hosts: vec!["agents.internal".into()],
+        ..ServerOptions::default()
+    });
+    let key = srv.key("t1", &[KeyScope::Read]);
+    let (s, v) = with_host(&srv.base, "agents.internal:8080", &key);
+    assert_eq!(s, 200, "{v}");
+    assert!(v["result"]["capabilities"]["tools"].is_object(), "{v}");
+    let (s, v) = with_host(&srv.base, "localhost", &key);
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
 }
 
 /// `/mcp` over streamable HTTP, spoken as JSON-RPC: the key's tenant and scopes apply to

@@ -42,7 +42,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use agentstore::backend::{Candidate, KeywordQuery};
 use agentstore::search::{Target, is_unspaced_script};
@@ -591,7 +591,12 @@ pub(crate) struct KeywordIndex {
     phase: Arc<Mutex<Phase>>,
     /// Set when the store closes: a background build stops early.
     closed: Arc<AtomicBool>,
+    /// Keyword-indexed rows this process has written, for [`KeywordIndex::after_write`].
+    written: AtomicU64,
 }
+
+/// How many written rows apart [`KeywordIndex::after_write`] looks at the store's size.
+const WRITE_CHECK: u64 = 1024;
 
 impl KeywordIndex {
     pub(crate) fn new(mode: KeywordIndexMode) -> Self {
@@ -599,7 +604,32 @@ impl KeywordIndex {
             mode,
             phase: Arc::new(Mutex::new(Phase::Idle)),
             closed: Arc::new(AtomicBool::new(false)),
+            written: AtomicU64::new(0),
         }
+    }
+
+    /// What a search does first, done ahead of it: starts the build the mode asks for
+    /// (in the background for `Auto`) and brings a ready index up to date.
+    pub(crate) fn warm(&self, conns: &Arc<Connections>, c: &Connection) -> Result<()> {
+        self.ready(conns, c).map(|_| ())
+    }
+
+    /// After a committed write of `rows` keyword-indexed rows. Every [`WRITE_CHECK`] rows
+    /// an `Auto` index that has not started looks at the store's size and starts building
+    /// once it is past the threshold, so that the build overlaps the writes that grew the
+    /// store instead of the first searches after it (which FTS5 would answer, slowly on
+    /// a large store, while the build took a core). Errors are left to the next search.
+    pub(crate) fn after_write(&self, conns: &Arc<Connections>, rows: u64) {
+        if rows == 0 || !matches!(self.mode, KeywordIndexMode::Auto { .. }) {
+            return;
+        }
+        let before = self.written.fetch_add(rows, Ordering::Relaxed);
+        if before / WRITE_CHECK == (before + rows) / WRITE_CHECK
+            || !matches!(*self.phase.lock(), Phase::Idle)
+        {
+            return;
+        }
+        let _ = conns.read(|c| self.ready(conns, c));
     }
 
     /// The index, up to date with `c`'s snapshot, when it is ready; otherwise None, after

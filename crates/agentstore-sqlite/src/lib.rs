@@ -159,6 +159,7 @@ impl Backend for SqliteBackend {
 
     fn write(&self, scope: &Scope, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>> {
         let vectors = ops.iter().any(write::adds_vectors);
+        let keyword_rows: u64 = ops.iter().map(write::keyword_rows).sum();
         let out = self.conns.write(|tx| {
             ops.into_iter()
                 .map(|op| write::apply(tx, scope, op))
@@ -171,6 +172,7 @@ impl Backend for SqliteBackend {
         if vectors {
             let _ = self.sync_vectors();
         }
+        self.keywords.after_write(&self.conns, keyword_rows);
         Ok(out)
     }
 
@@ -426,6 +428,11 @@ impl Backend for SqliteBackend {
             },
         );
         Ok(report)
+    }
+
+    fn warm(&self) -> Result<()> {
+        self.sync_vectors()?;
+        self.read(|c| self.keywords.warm(&self.conns, c))
     }
 
     fn maintenance(&self, opts: &MaintenanceOptions) -> Result<MaintenanceReport> {

@@ -20,6 +20,16 @@ pub(crate) fn adds_vectors(op: &WriteOp) -> bool {
     }
 }
 
+/// Rows of the keyword-indexed tables (events, memories, chunks) the op adds.
+pub(crate) fn keyword_rows(op: &WriteOp) -> u64 {
+    match op {
+        WriteOp::AppendEvents { events, .. } => events.len() as u64,
+        WriteOp::Remember { .. } => 1,
+        WriteOp::PutDocument { chunks, .. } => chunks.len() as u64,
+        _ => 0,
+    }
+}
+
 /// Applies one op inside the caller's transaction (which also holds its audit entry).
 pub(crate) fn apply(tx: &Connection, scope: &Scope, op: WriteOp) -> Result<WriteResult> {
     match op {

@@ -952,6 +952,12 @@ pub trait Backend: Send + Sync + 'static {
     fn stats(&self) -> Result<Stats>;
     /// Integrity, foreign keys, audit chain, schema checksums.
     fn verify(&self) -> Result<VerifyReport>;
+    /// Loads or builds the derived indexes a search would otherwise build on first use,
+    /// so that a server's first queries do not pay for them. A backend without such
+    /// indexes does nothing.
+    fn warm(&self) -> Result<()> {
+        Ok(())
+    }
     /// Sweep, optimise, checkpoint, vacuum.
     fn maintenance(&self, opts: &MaintenanceOptions) -> Result<MaintenanceReport>;
     /// An online, consistent copy of the store into the empty directory `dir`, with a

@@ -2148,6 +2148,12 @@ impl Store {
         self.backend.verify()
     }
 
+    /// Loads the derived search indexes now rather than at the first search (see
+    /// [`Backend::warm`]); a server calls it as it starts.
+    pub fn warm(&self) -> Result<()> {
+        self.backend.warm()
+    }
+
     /// Sweep, optimise, checkpoint and optionally vacuum.
     pub fn maintenance(&self, vacuum: bool) -> Result<MaintenanceReport> {
         self.backend.maintenance(&MaintenanceOptions {

@@ -68,7 +68,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
 
 /// Open options for the configured data directory; the store must already exist.
 fn options(cfg: &Config) -> OpenOptions {
-    OpenOptions::new(&cfg.data_dir).durability(cfg.durability)
+    let mut o = OpenOptions::new(&cfg.data_dir).durability(cfg.durability);
+    if let Some(mode) = cfg.keyword_index {
+        o.keyword_index = mode;
+    }
+    o
 }
 
 /// Opens the existing store, with the configured embedder.

@@ -37,6 +37,7 @@ pub fn serve(cfg: &Config, s: &ServeSettings) -> anyhow::Result<Outcome> {
                 max_body_bytes: s.max_body_bytes,
                 rate_per_second: s.rate_per_second,
                 rate_burst: s.rate_burst,
+                mcp_allowed_hosts: s.mcp_allowed_hosts.clone(),
             },
         );
         server

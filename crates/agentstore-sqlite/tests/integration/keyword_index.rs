@@ -231,6 +231,64 @@ fn auto_mode_builds_in_the_background() {
     assert_eq!(keyword_index_docs(&t), m.records.len() as u64);
 }
 
+/// Waits until the keyword index holds `docs` documents, without searching.
+fn wait_for_index(t: &TestStore, docs: u64) {
+    let started = Instant::now();
+    while keyword_index_docs(t) < docs {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the keyword index was not built: {} documents",
+            keyword_index_docs(t)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Writes alone start the `Auto` build once the store has grown past the threshold, so
+/// that the first search after it finds the index ready rather than starting it.
+#[test]
+fn auto_mode_starts_building_from_writes() {
+    let t = store_with(KeywordIndexMode::Auto { min_records: 1500 });
+    let session = t
+        .store
+        .create_session(&t.scope, NewSession::new("chat"))
+        .unwrap();
+    let batch = |from: usize| {
+        (from..from + 100)
+            .map(|i| NewEvent::message("user", format!("amber n{i}")))
+            .collect::<Vec<_>>()
+    };
+    for b in 0..14 {
+        t.store
+            .append_events(&t.scope, &session.id, batch(b * 100))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(keyword_index_docs(&t), 0, "below the threshold");
+    for b in 14..21 {
+        t.store
+            .append_events(&t.scope, &session.id, batch(b * 100))
+            .unwrap();
+    }
+    wait_for_index(&t, 2000);
+}
+
+/// `Store::warm` (a server calls it as it starts) starts the build of a store already
+/// past the threshold.
+#[test]
+fn warm_starts_the_auto_build() {
+    let t = store_with(KeywordIndexMode::Auto { min_records: 20 });
+    let mut m = Model::default();
+    for i in 0..25 {
+        apply(&t, &mut m, &Op::Append(i % 3, vec![i % 6]));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(keyword_index_docs(&t), 0, "nothing starts it before warm");
+    t.store.warm().unwrap();
+    wait_for_index(&t, 25);
+    check(&t, &m).unwrap();
+}
+
 /// Maintenance in another process may drop log entries this index has not applied: the
 /// index notices, FTS5 answers, and the index is built again from the tables.
 #[test]
