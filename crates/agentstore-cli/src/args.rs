@@ -161,6 +161,23 @@ pub enum RawCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Everything stored about a subject (its sessions, events, checkpoints, usage,
+    /// memories with every version, documents, chunks, and the audit entries about them)
+    /// as one JSON document: a GDPR access request.
+    ExportSubject {
+        /// Subject id.
+        id: String,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Erase a subject and its personal data everywhere (rows, full-text entries,
+    /// vectors; the freed bytes are zeroed): a GDPR erasure, which cannot be undone. The
+    /// audit log keeps a tombstone that holds only counts.
+    EraseSubject {
+        /// Subject id.
+        id: String,
+    },
     /// Take an online, consistent backup into an empty directory.
     Backup {
         /// Target directory (must not exist or be empty).

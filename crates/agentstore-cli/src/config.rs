@@ -113,6 +113,13 @@ pub enum Command {
     Export {
         out: Option<PathBuf>,
     },
+    ExportSubject {
+        id: String,
+        out: Option<PathBuf>,
+    },
+    EraseSubject {
+        id: String,
+    },
     Backup {
         dir: PathBuf,
     },
@@ -177,6 +184,8 @@ impl Command {
             Command::Restore { .. } => "restore",
             Command::Verify { .. } => "verify",
             Command::Stats => "stats",
+            Command::ExportSubject { .. } => "export-subject",
+            Command::EraseSubject { .. } => "erase-subject",
             Command::Maintenance { .. } => "maintenance",
             Command::Tenants => "tenants",
             Command::Sessions(_) => "sessions",
@@ -330,6 +339,14 @@ fn resolve_command(raw: RawCommand) -> Result<Command> {
             Input::File(file.into())
         }),
         RawCommand::Export { out } => Command::Export { out },
+        RawCommand::ExportSubject { id, out } => {
+            validate_id("subject", &id)?;
+            Command::ExportSubject { id, out }
+        }
+        RawCommand::EraseSubject { id } => {
+            validate_id("subject", &id)?;
+            Command::EraseSubject { id }
+        }
         RawCommand::Backup { dir } => Command::Backup { dir },
         RawCommand::Restore { dir, force } => Command::Restore { dir, force },
         RawCommand::Verify { backup } => Command::Verify { backup },

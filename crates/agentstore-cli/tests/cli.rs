@@ -858,6 +858,88 @@ fn ingest_rejects_bad_input_and_writes_nothing() {
     assert_eq!(fine["documents"]["created"], 1, "{fine:#}");
 }
 
+/// `export-subject` and `erase-subject` on the sample with one session given a subject:
+/// the export holds that session's events; the erasure removes them and leaves the rest.
+#[test]
+fn export_and_erase_a_subject() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("demo");
+    let mut lines: Vec<Value> = fs_err::read_to_string(sample_path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let subject = serde_json::json!({
+        "type": "subject", "id": "subj-ada", "tenant_id": "demo",
+        "external_id_hash": "00".repeat(32), "consent": true,
+        "consent_at": "2025-03-03T09:00:00Z", "age_gated": false,
+        "parental_consent_at": null, "parental_consent_by": null, "retention_days": null,
+        "metadata": {}, "created_at": "2025-03-03T09:00:00Z",
+        "updated_at": "2025-03-03T09:00:00Z"
+    });
+    lines.insert(1, subject);
+    let session = lines.iter_mut().find(|l| l["type"] == "session").unwrap();
+    session["subject_id"] = "subj-ada".into();
+    let sid = session["id"].as_str().unwrap().to_owned();
+    let events = lines
+        .iter()
+        .filter(|l| l["type"] == "event" && l["session_id"] == sid.as_str())
+        .count();
+    assert!(events > 0);
+    let file = tmp.path().join("with-subject.jsonl");
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    fs_err::write(&file, text.join("\n") + "\n").unwrap();
+    json(&data, &["import", file.to_str().unwrap()]);
+
+    let out = tmp.path().join("ada.json");
+    let wrote = json(
+        &data,
+        &[
+            "--tenant",
+            "demo",
+            "export-subject",
+            "subj-ada",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(wrote["subject_id"], "subj-ada", "{wrote}");
+    let export: Value = serde_json::from_str(&fs_err::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(export["sessions"][0]["id"], sid.as_str());
+    assert_eq!(export["events"].as_array().unwrap().len(), events);
+    let printed = json(&data, &["--tenant", "demo", "export-subject", "subj-ada"]);
+    assert_eq!(printed["events"], export["events"]);
+    fails(
+        &data,
+        &["--tenant", "demo", "export-subject", "nobody"],
+        "not_found",
+    );
+    fails(
+        &data,
+        &["--tenant", "demo", "export-subject", "bad id!"],
+        "invalid_input",
+    );
+
+    let erased = json(&data, &["--tenant", "demo", "erase-subject", "subj-ada"]);
+    assert_eq!(erased["sessions"], 1, "{erased}");
+    assert_eq!(erased["events"], events as u64);
+    fails(&data, &["--tenant", "demo", "events", &sid], "not_found");
+    fails(
+        &data,
+        &["--tenant", "demo", "erase-subject", "subj-ada"],
+        "not_found",
+    );
+    let sessions = json(&data, &["--tenant", "demo", "sessions"]);
+    assert_eq!(
+        sessions["items"].as_array().unwrap().len(),
+        11,
+        "the others stay"
+    );
+    let audit = ok(&data, &["--tenant", "demo", "audit", "--limit", "1000"]);
+    assert!(audit.contains("subject.erase"), "{audit}");
+    ok(&data, &["verify"]);
+}
+
 /// `serve --config FILE` opens the store its `[store]` section names (relative to the
 /// file), with no `--data-dir`; the flag would win over it.
 #[test]

@@ -16,6 +16,8 @@ pub const STATUS: &[(&str, u16)] = &[
     ("invalid_input", 400),
     ("too_large", 413),
     ("conflict", 409),
+    // A legal gate, not a malformed request: the caller must record consent first.
+    ("consent_required", 403),
     ("lock_held", 409),
     ("stale_token", 409),
     ("import_error", 400),

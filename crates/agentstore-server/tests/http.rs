@@ -746,6 +746,77 @@ fn graceful_shutdown_loses_no_acknowledged_write() {
     }
 }
 
+/// A child's data waits for a parent's consent (403 `consent_required`); a subject's
+/// export and erasure need an admin key; after erasure its records are gone.
+#[test]
+fn subjects_parental_gate_export_and_erasure() {
+    let srv = start();
+    let writer = srv.key("t1", &[KeyScope::Read, KeyScope::Write]);
+    let admin = srv.admin("t1");
+    let kid = srv.ok(
+        "POST",
+        "/v1/subjects",
+        &writer,
+        Some(json!({"external_id": "kid@example.com", "age_gated": true})),
+        201,
+    );
+    let kid = kid["id"].as_str().unwrap().to_owned();
+    let session = json!({"kind": "learning", "subject_id": kid, "title": "volcanoes"});
+    let (s, v) = srv.call("POST", "/v1/sessions", &writer, Some(session.clone()));
+    assert_eq!((s, code(&v)), (403, "consent_required"), "{v}");
+    let (s, v) = srv.call(
+        "POST",
+        "/v1/memories",
+        &writer,
+        Some(json!({"content": "likes volcanoes", "subject_id": kid})),
+    );
+    assert_eq!((s, code(&v)), (403, "consent_required"), "{v}");
+    let page = srv.ok("GET", "/v1/sessions", &writer, None, 200);
+    assert_eq!(page["items"], json!([]), "a refused write left a session");
+    let consented = srv.ok(
+        "PUT",
+        &format!("/v1/subjects/{kid}/consent"),
+        &writer,
+        Some(json!({"consent": true, "parental_consent_by": "parent:alice"})),
+        200,
+    );
+    assert_eq!(consented["parental_consent_by"], "parent:alice");
+    assert!(consented["parental_consent_at"].is_string(), "{consented}");
+    let created = srv.ok("POST", "/v1/sessions", &writer, Some(session), 201);
+    let sid = created["id"].as_str().unwrap().to_owned();
+    srv.ok(
+        "POST",
+        &format!("/v1/sessions/{sid}/events"),
+        &writer,
+        Some(json!({"kind": "message", "role": "user", "content": "lava is hot"})),
+        201,
+    );
+
+    let export_path = format!("/v1/subjects/{kid}/export");
+    let (s, v) = srv.call("GET", &export_path, &writer, None);
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    let export = srv.ok("GET", &export_path, &admin, None, 200);
+    assert_eq!(export["subject"]["id"], kid.as_str());
+    assert_eq!(export["events"][0]["content"], "lava is hot");
+    assert_eq!(export["sessions"].as_array().unwrap().len(), 1);
+
+    let (s, v) = srv.call("DELETE", &format!("/v1/subjects/{kid}"), &writer, None);
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    let erased = srv.ok("DELETE", &format!("/v1/subjects/{kid}"), &admin, None, 200);
+    assert_eq!(
+        (erased["sessions"].as_u64(), erased["events"].as_u64()),
+        (Some(1), Some(1))
+    );
+    for path in [
+        format!("/v1/subjects/{kid}"),
+        format!("/v1/sessions/{sid}"),
+        export_path,
+    ] {
+        let (s, v) = srv.call("GET", &path, &admin, None);
+        assert_eq!((s, code(&v)), (404, "not_found"), "{path}: {v}");
+    }
+}
+
 /// One raw HTTP/1.1 request with `host` as its Host header (clients set it from the URL,
 /// so a raw socket is the way to send another); returns the status and the body.
 fn with_host(base: &str, host: &str, key: &str) -> (u16, Value) {

@@ -399,7 +399,7 @@ fn add_sweep(total: &mut SweepReport, s: &SweepReport) {
 
 /// `wal_checkpoint(TRUNCATE)`, described for the report. A reader still on an old
 /// snapshot makes it partial (busy), which is reported rather than treated as an error.
-fn checkpoint(w: &Connection) -> Result<String> {
+pub(crate) fn checkpoint(w: &Connection) -> Result<String> {
     let (busy, log, done): (i64, i64, i64) = w
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))

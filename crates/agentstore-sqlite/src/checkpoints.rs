@@ -15,7 +15,7 @@ use rusqlite::{Connection, Row, params};
 
 use crate::audit;
 use crate::sql::*;
-use crate::tenants::require_refs;
+use crate::tenants::require_writable_session;
 
 pub(crate) const CHECKPOINT_COLUMNS: &str = "tenant_id, session_id, checkpoint_ns, id, parent_id, state_format, state, metadata, created_at";
 
@@ -79,7 +79,7 @@ fn checkpoint_exists(
 
 pub(crate) fn put(tx: &Connection, scope: &Scope, c: Checkpoint) -> Result<WriteResult> {
     require_scope_tenant(scope, &c.tenant_id)?;
-    require_refs(tx, &c.tenant_id, None, None, Some(&c.session_id))?;
+    require_writable_session(tx, &c.tenant_id, &c.session_id)?;
     if let Some(parent) = &c.parent_id {
         if parent == &c.id {
             return Err(Error::invalid(

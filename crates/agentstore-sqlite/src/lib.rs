@@ -46,6 +46,7 @@ mod infra;
 mod keyword_index;
 mod memories;
 pub mod migrate;
+mod privacy;
 mod search;
 mod sessions;
 mod sql;
@@ -132,6 +133,21 @@ impl SqliteBackend {
         }
     }
 
+    /// After an erasure has committed, moves its bytes out of the files too: the WAL,
+    /// which still holds the pages as they were before, is copied into the database
+    /// (where `secure_delete` has zeroed the freed space) and truncated, and the vector
+    /// index snapshots are rewritten without the erased vectors. Both are best effort: a
+    /// reader on an old snapshot can keep the WAL from being truncated, and the next
+    /// checkpoint or `maintenance` finishes the job; the rows are gone either way.
+    fn after_erasure(&self) {
+        if let Err(e) = self.conns.with_writer(|w| admin::checkpoint(w)) {
+            tracing::warn!(error = %e, "checkpoint after an erasure failed");
+        }
+        if let Err(e) = self.snapshot_vectors() {
+            tracing::warn!(error = %e, "vector snapshot after an erasure failed");
+        }
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         self.dir.root()
@@ -159,6 +175,9 @@ impl Backend for SqliteBackend {
 
     fn write(&self, scope: &Scope, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>> {
         let vectors = ops.iter().any(write::adds_vectors);
+        let erases = ops
+            .iter()
+            .any(|op| matches!(op, WriteOp::EraseSubject { .. }));
         let keyword_rows: u64 = ops.iter().map(write::keyword_rows).sum();
         let out = self.conns.write(|tx| {
             ops.into_iter()
@@ -173,6 +192,9 @@ impl Backend for SqliteBackend {
             let _ = self.sync_vectors();
         }
         self.keywords.after_write(&self.conns, keyword_rows);
+        if erases {
+            self.after_erasure();
+        }
         Ok(out)
     }
 
@@ -190,6 +212,15 @@ impl Backend for SqliteBackend {
 
     fn find_subject(&self, tenant: &str, hash: &str) -> Result<Option<Subject>> {
         self.read_one(|c| tenants::find_subject(c, tenant, hash))
+    }
+
+    fn export_subject(
+        &self,
+        tenant: &str,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<Option<SubjectExport>> {
+        self.read(|c| privacy::export_subject(c, tenant, id, at))
     }
 
     fn get_agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {

@@ -7,7 +7,7 @@ use rusqlite::{Connection, Row, params};
 
 use crate::audit;
 use crate::sql::*;
-use crate::tenants::{require_refs, require_tenant};
+use crate::tenants::{require_refs, require_tenant, require_writable_session};
 
 pub(crate) const SESSION_COLUMNS: &str = "id, tenant_id, namespace, kind, status, title, domain, task_type, subject_id, agent_id, parent_id, started_at, ended_at, success, reward, reflection, priority, metadata, expires_at, created_at, updated_at";
 
@@ -355,7 +355,7 @@ pub(crate) fn append_events(
     session_id: &str,
     mut events: Vec<Event>,
 ) -> Result<WriteResult> {
-    require_refs(tx, &scope.tenant, None, None, Some(session_id))?;
+    require_writable_session(tx, &scope.tenant, session_id)?;
     // The writer holds the database's write lock (BEGIN IMMEDIATE) for the whole
     // transaction, so reading the last seq and inserting after it cannot interleave with
     // another writer, in this process or another.

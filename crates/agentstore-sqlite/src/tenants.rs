@@ -31,7 +31,30 @@ pub(crate) fn exists(
     found.ok_or_else(|| Error::not_found(entity, id))
 }
 
-/// Checks that optional references exist in the tenant, naming the missing one.
+/// Fails with `NotFound` unless the session exists in the tenant, and with
+/// `ConsentRequired` when it belongs to a subject under 13 without recorded parental
+/// consent: events and checkpoints are the subject's personal data.
+pub(crate) fn require_writable_session(c: &Connection, tenant: &str, session: &str) -> Result<()> {
+    let gate = opt(c
+        .prepare_cached(
+            "SELECT s.subject_id, COALESCE(j.age_gated AND j.parental_consent_at IS NULL, 0)
+             FROM sessions s
+             LEFT JOIN subjects j ON j.tenant_id = s.tenant_id AND j.id = s.subject_id
+             WHERE s.tenant_id = ?1 AND s.id = ?2",
+        )
+        .db()?
+        .query_row([tenant, session], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, bool>(1)?))
+        }))?;
+    match gate {
+        None => Err(Error::not_found("session", session)),
+        Some((Some(subject), true)) => Err(Error::ConsentRequired { subject }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Checks that optional references exist in the tenant, naming the missing one; a
+/// subject must also accept personal data (see [`require_writable_session`]).
 pub(crate) fn require_refs(
     c: &Connection,
     tenant: &str,
@@ -40,13 +63,22 @@ pub(crate) fn require_refs(
     session: Option<&str>,
 ) -> Result<()> {
     if let Some(id) = subject {
-        exists(
-            c,
-            "SELECT 1 FROM subjects WHERE tenant_id = ?1 AND id = ?2",
-            &[&tenant, &id],
-            "subject",
-            id,
-        )?;
+        let gate = opt(c
+            .prepare_cached(
+                "SELECT age_gated AND parental_consent_at IS NULL FROM subjects
+                 WHERE tenant_id = ?1 AND id = ?2",
+            )
+            .db()?
+            .query_row([tenant, id], |r| r.get::<_, bool>(0)))?;
+        match gate {
+            None => return Err(Error::not_found("subject", id)),
+            Some(true) => {
+                return Err(Error::ConsentRequired {
+                    subject: id.to_owned(),
+                });
+            }
+            Some(false) => {}
+        }
     }
     if let Some(id) = agent {
         exists(

@@ -99,6 +99,7 @@ pub(crate) fn apply(tx: &Connection, scope: &Scope, op: WriteOp) -> Result<Write
             Ok(r)
         }
         WriteOp::DeleteDocument { id } => documents::delete(tx, scope, &id),
+        WriteOp::EraseSubject { id } => crate::privacy::erase_subject(tx, scope, &id),
         WriteOp::RecordChunkQueries { ids, at } => documents::record_queries(tx, scope, &ids, at),
         WriteOp::PutCheckpoint(c) => checkpoints::put(tx, scope, c),
         WriteOp::PutPendingWrites(w) => checkpoints::put_writes(tx, scope, w),

@@ -156,6 +156,15 @@ pub enum WriteOp {
         /// are written (created or replaced), ignored when the document is unchanged.
         vectors: Vec<Embedding>,
     },
+    /// Erase a subject and its personal data everywhere: its sessions (with their
+    /// events, checkpoints and usage records), every version of its memories, its
+    /// documents (with their chunks), with their full-text entries and vectors, then the
+    /// subject itself. The audit log keeps a `subject.erase` tombstone that holds counts
+    /// only. Result: `Erased`.
+    EraseSubject {
+        /// Subject id.
+        id: String,
+    },
     /// Delete a document and its chunks. Result: `None`.
     DeleteDocument {
         /// Document id.
@@ -321,6 +330,61 @@ pub enum WriteResult {
     Lock(Lock),
     /// Sweep report.
     Swept(SweepReport),
+    /// What an erasure removed.
+    Erased(Erasure),
+}
+
+/// What erasing a subject removed (counts only: the report, like the audit tombstone,
+/// holds no personal data).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Erasure {
+    /// The erased subject's id.
+    pub subject_id: String,
+    /// Sessions removed.
+    pub sessions: u64,
+    /// Events removed with them.
+    pub events: u64,
+    /// Checkpoints removed with them.
+    pub checkpoints: u64,
+    /// Usage records of those sessions removed.
+    pub usage_records: u64,
+    /// Memories removed, every version.
+    pub memories: u64,
+    /// Documents removed.
+    pub documents: u64,
+    /// Chunks removed with them.
+    pub chunks: u64,
+    /// Vectors removed with those records.
+    pub vectors: u64,
+}
+
+/// Everything stored about one subject, for a GDPR access request: the subject, the
+/// records that are its personal data, and the audit entries about any of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SubjectExport {
+    /// When the export was taken (one consistent snapshot).
+    pub exported_at: Timestamp,
+    /// The subject.
+    pub subject: Subject,
+    /// Its sessions.
+    pub sessions: Vec<Session>,
+    /// The events of those sessions, by session then seq.
+    pub events: Vec<Event>,
+    /// The checkpoints of those sessions.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Pending writes of those checkpoints.
+    pub pending_writes: Vec<PendingWrite>,
+    /// Usage records of those sessions.
+    pub usage: Vec<UsageRecord>,
+    /// Its memories, every version.
+    pub memories: Vec<Memory>,
+    /// Its documents.
+    pub documents: Vec<Document>,
+    /// The chunks of those documents.
+    pub chunks: Vec<Chunk>,
+    /// Audit entries about the subject or any record above, oldest first (their values
+    /// are redacted as in the audit log).
+    pub audit: Vec<AuditEntry>,
 }
 
 /// Records removed by a sweep.
@@ -799,6 +863,13 @@ pub trait Backend: Send + Sync + 'static {
     fn get_subject(&self, tenant: &str, id: &str) -> Result<Option<Subject>>;
     /// A subject by its external-id hash.
     fn find_subject(&self, tenant: &str, external_id_hash: &str) -> Result<Option<Subject>>;
+    /// Everything about a subject, read in one snapshot (None: no such subject).
+    fn export_subject(
+        &self,
+        tenant: &str,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<Option<SubjectExport>>;
 
     /// An agent by id.
     fn get_agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>>;

@@ -1,7 +1,8 @@
 //! One error type for the whole engine.
 //!
 //! Variants are grouped by what the caller does next: fix the request (`InvalidInput`,
-//! `TooLarge`, `NotFound`, `AlreadyExists`, `Conflict`, `LockHeld`, `StaleToken`, `Import`),
+//! `TooLarge`, `NotFound`, `AlreadyExists`, `Conflict`, `ConsentRequired`, `LockHeld`,
+//! `StaleToken`, `Import`),
 //! fix the deployment (`SchemaMismatch`, `SchemaPending`, `Config`), or retry / escalate
 //! (`Busy`, `Io`, `Database`, `Corrupt`, `Embedding`). Every variant has a stable [`Error::code`] that
 //! the CLI prints and the server will map to an HTTP status in one table.
@@ -53,6 +54,17 @@ pub enum Error {
     /// The write conflicts with the current state (e.g. an append-only record was to be changed).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Personal data of a subject under 13 is refused until parental consent is recorded
+    /// (COPPA); nothing was written.
+    #[error(
+        "subject '{subject}' is under 13 and has no recorded parental consent: personal data \
+         is not stored until it is (PUT /v1/subjects/{subject}/consent with \
+         parental_consent_by)"
+    )]
+    ConsentRequired {
+        /// The subject.
+        subject: String,
+    },
     /// A named lock is held by someone else.
     #[error("lock '{name}' is held by '{holder}' until {expires_at}")]
     LockHeld {
@@ -138,6 +150,7 @@ impl Error {
             Error::InvalidInput { .. } => "invalid_input",
             Error::TooLarge { .. } => "too_large",
             Error::Conflict(_) => "conflict",
+            Error::ConsentRequired { .. } => "consent_required",
             Error::LockHeld { .. } => "lock_held",
             Error::StaleToken { .. } => "stale_token",
             Error::Import { .. } => "import_error",
@@ -185,6 +198,7 @@ impl Error {
                 | Error::InvalidInput { .. }
                 | Error::TooLarge { .. }
                 | Error::Conflict(_)
+                | Error::ConsentRequired { .. }
                 | Error::LockHeld { .. }
                 | Error::StaleToken { .. }
                 | Error::Import { .. }

@@ -59,7 +59,7 @@ pub struct Subject {
 }
 
 /// Input for creating a subject.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct NewSubject {
     /// Internal id; generated when absent.
     pub id: Option<String>,
@@ -76,6 +76,29 @@ pub struct NewSubject {
     /// Metadata.
     #[serde(default = "empty_object")]
     pub metadata: Json,
+}
+
+impl NewSubject {
+    /// A subject known to the caller as `external_id`, with nothing else set.
+    pub fn new(external_id: impl Into<String>) -> Self {
+        NewSubject {
+            external_id: external_id.into(),
+            ..Default::default()
+        }
+    }
+}
+
+impl Default for NewSubject {
+    fn default() -> Self {
+        NewSubject {
+            id: None,
+            external_id: String::new(),
+            consent: false,
+            age_gated: false,
+            retention_days: None,
+            metadata: empty_object(),
+        }
+    }
 }
 
 /// A registered agent.

@@ -481,6 +481,24 @@ impl Store {
         self.get_subject(scope, id)
     }
 
+    /// Everything stored about a subject, as one JSON-ready document (GDPR access).
+    pub fn export_subject(&self, scope: &Scope, id: &str) -> Result<SubjectExport> {
+        self.backend
+            .export_subject(&scope.tenant, id, now())?
+            .ok_or_else(|| Error::not_found("subject", id))
+    }
+
+    /// Erases a subject and its personal data everywhere (GDPR erasure; see
+    /// [`WriteOp::EraseSubject`]). The audit log keeps a tombstone with counts only.
+    pub fn erase_subject(&self, scope: &Scope, id: &str) -> Result<Erasure> {
+        match self.write_one(scope, WriteOp::EraseSubject { id: id.into() })? {
+            WriteResult::Erased(r) => Ok(r),
+            other => Err(Error::Corrupt(format!(
+                "erase_subject: unexpected backend result {other:?}"
+            ))),
+        }
+    }
+
     // ---------------------------------------------------------------- agents
 
     /// Registers an agent, or replaces the one with the same id.

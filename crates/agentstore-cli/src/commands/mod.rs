@@ -3,6 +3,7 @@
 mod admin;
 mod ingest;
 mod migrate;
+mod privacy;
 mod read;
 mod search;
 mod serve;
@@ -39,6 +40,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
         Command::Restore { dir, force } => admin::restore(cfg, dir, *force),
         Command::Verify { backup } => admin::verify(cfg, backup.as_deref()),
         Command::Stats => admin::stats(cfg),
+        Command::ExportSubject { id, out } => privacy::export_subject(cfg, id, out.as_deref()),
+        Command::EraseSubject { id } => privacy::erase_subject(cfg, id),
         Command::Maintenance { vacuum } => admin::maintenance(cfg, *vacuum),
         Command::Tenants => read::tenants(cfg),
         Command::Sessions(q) => read::sessions(cfg, q.clone()),

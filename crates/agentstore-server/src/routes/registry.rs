@@ -1,6 +1,6 @@
 //! Agents and subjects.
 
-use agentstore::backend::AgentQuery;
+use agentstore::backend::{AgentQuery, Erasure, SubjectExport};
 use agentstore::{Agent, AgentStats, KeyScope, NewAgent, NewSubject, Page, Subject};
 use axum::extract::State;
 use schemars::JsonSchema;
@@ -12,7 +12,7 @@ use crate::api::{Api, op};
 use crate::auth::Caller;
 
 pub(super) fn routes(api: Api) -> Api {
-    use KeyScope::{Read, Write};
+    use KeyScope::{Admin, Read, Write};
     api.route(
         "post",
         "/v1/agents",
@@ -70,6 +70,34 @@ pub(super) fn routes(api: Api) -> Api {
         "/v1/subjects/{id}",
         op("getSubject", "subjects", "Get a subject", Read).ok::<Subject>(),
         get_subject,
+    )
+    .route(
+        "delete",
+        "/v1/subjects/{id}",
+        op(
+            "eraseSubject",
+            "subjects",
+            "Erase a subject and its personal data everywhere (GDPR erasure): sessions with \
+             their events, checkpoints and usage, every memory version, documents with \
+             their chunks, their full-text entries and vectors. Cannot be undone; the audit \
+             log keeps a tombstone with counts only",
+            Admin,
+        )
+        .ok::<Erasure>(),
+        erase_subject,
+    )
+    .route(
+        "get",
+        "/v1/subjects/{id}/export",
+        op(
+            "exportSubject",
+            "subjects",
+            "Everything stored about a subject, and the audit entries about it, as one \
+             document (GDPR access request)",
+            Admin,
+        )
+        .ok::<SubjectExport>(),
+        export_subject,
     )
     .route(
         "put",
@@ -179,5 +207,23 @@ async fn set_consent(
     Ok(axum::Json(
         st.run(move |s| s.set_consent(&scope, &id, b.consent, b.parental_consent_by.as_deref()))
             .await?,
+    ))
+}
+
+async fn erase_subject(State(st): State<AppState>, c: Caller, P(id): P<String>) -> Reply<Erasure> {
+    let scope = c.scope();
+    Ok(axum::Json(
+        st.run(move |s| s.erase_subject(&scope, &id)).await?,
+    ))
+}
+
+async fn export_subject(
+    State(st): State<AppState>,
+    c: Caller,
+    P(id): P<String>,
+) -> Reply<SubjectExport> {
+    let scope = c.scope();
+    Ok(axum::Json(
+        st.run(move |s| s.export_subject(&scope, &id)).await?,
     ))
 }

@@ -9,6 +9,7 @@ mod infra;
 mod keyword_index;
 mod memories;
 mod migrations;
+mod privacy;
 mod search;
 // The same tests again, answered by the keyword index instead of FTS5 (see search.rs).
 #[allow(clippy::duplicate_mod)]
