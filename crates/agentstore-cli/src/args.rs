@@ -93,6 +93,32 @@ pub enum DurabilityArg {
     Normal,
 }
 
+/// `retention` subcommands (none: list the rules).
+#[derive(Debug, Subcommand)]
+pub enum RetentionAction {
+    /// Keep ENTITY's records (session, memory, document, usage, metric) DAYS days after
+    /// their last change.
+    Set {
+        /// session, memory, document, usage or metric.
+        entity: String,
+        /// Days to keep (1 to 365000).
+        days: i64,
+        /// Only this kind (session or memory kind, document type, metric name).
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+    },
+    /// Remove the rule for ENTITY (and --kind): its records are kept again.
+    Clear {
+        /// session, memory, document, usage or metric.
+        entity: String,
+        /// The rule's kind.
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+    },
+    /// List the rules.
+    List,
+}
+
 /// `keys` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum KeysAction {
@@ -143,6 +169,13 @@ pub enum RawCommand {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// Show, set and clear the tenant's retention rules: how many days records of an
+    /// entity (and kind) are kept after their last change. `maintenance` and the
+    /// server's sweeper remove older records.
+    Retention {
+        #[command(subcommand)]
+        action: Option<RetentionAction>,
     },
     /// Show, apply or roll back schema migrations.
     Migrate {

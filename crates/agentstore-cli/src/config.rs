@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use agentstore::backend::{EventQuery, MemoryQuery, SessionQuery};
+use agentstore::backend::{EventQuery, MemoryQuery, RetentionEntity, SessionQuery};
 use agentstore::codec::validate_id;
 use agentstore::search::{Fusion, SearchFilter, SearchMode, SearchRequest, Target};
 use agentstore::text::ChunkOptions;
@@ -17,7 +17,7 @@ use agentstore_sqlite::Durability;
 
 use crate::args::{
     DurabilityArg, EventAction, KeysAction, MemoryAction, MigrateAction, ModeArg, RawArgs,
-    RawCommand, SessionAction, TargetArg,
+    RawCommand, RetentionAction, SessionAction, TargetArg,
 };
 
 /// Largest page the engine serves in one call.
@@ -117,6 +117,8 @@ pub enum Command {
         id: String,
         out: Option<PathBuf>,
     },
+    /// Set (days Some), clear (None) or, with no entity, list the retention rules.
+    Retention(Option<(RetentionEntity, Option<String>, Option<i64>)>),
     EraseSubject {
         id: String,
     },
@@ -185,6 +187,7 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Stats => "stats",
             Command::ExportSubject { .. } => "export-subject",
+            Command::Retention(_) => "retention",
             Command::EraseSubject { .. } => "erase-subject",
             Command::Maintenance { .. } => "maintenance",
             Command::Tenants => "tenants",
@@ -339,6 +342,25 @@ fn resolve_command(raw: RawCommand) -> Result<Command> {
             Input::File(file.into())
         }),
         RawCommand::Export { out } => Command::Export { out },
+        RawCommand::Retention { action } => {
+            let entity = |e: &str| {
+                RetentionEntity::parse(e).ok_or_else(|| {
+                    Error::invalid(
+                        "entity",
+                        format!("'{e}' is not session, memory, document, usage or metric"),
+                    )
+                })
+            };
+            Command::Retention(match action {
+                None | Some(RetentionAction::List) => None,
+                Some(RetentionAction::Set {
+                    entity: e,
+                    days,
+                    kind,
+                }) => Some((entity(&e)?, kind, Some(days))),
+                Some(RetentionAction::Clear { entity: e, kind }) => Some((entity(&e)?, kind, None)),
+            })
+        }
         RawCommand::ExportSubject { id, out } => {
             validate_id("subject", &id)?;
             Command::ExportSubject { id, out }

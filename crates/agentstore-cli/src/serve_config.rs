@@ -11,6 +11,7 @@
 //! max_body_bytes = 16777216
 //! rate_per_second = 100.0    # per API key; 0 = unlimited
 //! rate_burst = 200
+//! sweep_interval_secs = 3600 # retention sweep of every tenant; 0 = off
 //! mcp_allowed_hosts = ["localhost", "127.0.0.1", "::1", "agents.example.internal:8080"]
 //!
 //! [store]                    # --data-dir, --durability, --model-dir, --embed-events
@@ -42,6 +43,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AGENTSTORE_RATE_PER_SECOND", "server.rate_per_second"),
     ("AGENTSTORE_RATE_BURST", "server.rate_burst"),
     ("AGENTSTORE_MCP_ALLOWED_HOSTS", "server.mcp_allowed_hosts"),
+    (
+        "AGENTSTORE_SWEEP_INTERVAL_SECS",
+        "server.sweep_interval_secs",
+    ),
     ("AGENTSTORE_LOG_FORMAT", "log.format"),
     ("AGENTSTORE_LOG", "log.level"),
 ];
@@ -79,6 +84,8 @@ pub struct ServeSettings {
     pub rate_burst: u32,
     /// `Host` values `/mcp` answers; empty: any (written `["*"]`).
     pub mcp_allowed_hosts: Vec<String>,
+    /// Seconds between retention sweeps (0: none).
+    pub sweep_interval_secs: u64,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -180,6 +187,7 @@ struct FileServer {
     rate_per_second: Option<f64>,
     rate_burst: Option<u32>,
     mcp_allowed_hosts: Option<Vec<String>>,
+    sweep_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +208,7 @@ fn preset(name: &str) -> Result<ServeSettings> {
         mcp_allowed_hosts: agentstore_server::DEFAULT_MCP_HOSTS
             .map(String::from)
             .to_vec(),
+        sweep_interval_secs: 3600,
         log_format: LogFormat::Text,
         log_level: "info".into(),
         store: StoreSettings::default(),
@@ -307,6 +316,9 @@ impl ServeSettings {
         if let Some(v) = parsed.server.rate_burst {
             s.rate_burst = v;
         }
+        if let Some(v) = parsed.server.sweep_interval_secs {
+            s.sweep_interval_secs = v;
+        }
         let mut hosts_set = false;
         if let Some(v) = parsed.server.mcp_allowed_hosts.clone() {
             s.mcp_allowed_hosts = hosts(v, "config server.mcp_allowed_hosts")?;
@@ -324,6 +336,7 @@ impl ServeSettings {
                 "AGENTSTORE_MAX_BODY_BYTES" => s.max_body_bytes = number(value, var)?,
                 "AGENTSTORE_RATE_PER_SECOND" => s.rate_per_second = number(value, var)?,
                 "AGENTSTORE_RATE_BURST" => s.rate_burst = number(value, var)?,
+                "AGENTSTORE_SWEEP_INTERVAL_SECS" => s.sweep_interval_secs = number(value, var)?,
                 "AGENTSTORE_MCP_ALLOWED_HOSTS" => {
                     s.mcp_allowed_hosts = hosts(value.split(',').map(String::from).collect(), var)?;
                     hosts_set = true;

@@ -940,6 +940,39 @@ fn export_and_erase_a_subject() {
     ok(&data, &["verify"]);
 }
 
+/// `retention set / clear / list`, with bad input refused before anything changes.
+#[test]
+fn retention_rules_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    ok(&data, &["init"]);
+    let set = json(
+        &data,
+        &["retention", "set", "memory", "30", "--kind", "fact"],
+    );
+    assert_eq!(set["items"][0]["entity"], "memory", "{set}");
+    assert_eq!(set["items"][0]["kind"], "fact");
+    assert_eq!(set["items"][0]["days"], 30);
+    json(&data, &["retention", "set", "session", "7"]);
+    let text = ok(&data, &["retention"]);
+    assert!(
+        text.contains("(every kind)") && text.contains("2 rule(s)"),
+        "{text}"
+    );
+    fails(&data, &["retention", "set", "mood", "3"], "invalid_input");
+    fails(&data, &["retention", "set", "memory", "0"], "invalid_input");
+    fails(
+        &data,
+        &["retention", "set", "usage", "3", "--kind", "x"],
+        "invalid_input",
+    );
+    let cleared = json(&data, &["retention", "clear", "memory", "--kind", "fact"]);
+    assert_eq!(cleared["items"].as_array().unwrap().len(), 1, "{cleared}");
+    let listed = json(&data, &["retention", "list"]);
+    assert_eq!(listed, cleared);
+    ok(&data, &["maintenance", "--no-vacuum"]);
+}
+
 /// `serve --config FILE` opens the store its `[store]` section names (relative to the
 /// file), with no `--data-dir`; the flag would win over it.
 #[test]

@@ -40,6 +40,9 @@ pub struct ServerOptions {
     pub rate_per_second: f64,
     /// Requests a key may make at once before the average applies.
     pub rate_burst: u32,
+    /// How often the server sweeps every tenant for expired records and records past
+    /// their retention (None: never; `agentstore maintenance` still does).
+    pub sweep_interval: Option<std::time::Duration>,
     /// `Host` header values `/mcp` answers (host, or host:port), against DNS rebinding:
     /// a web page in a browser on the server's machine must not reach it under a name
     /// of its own. Empty: any host.
@@ -58,6 +61,7 @@ impl Default for ServerOptions {
             rate_per_second: 1000.0,
             rate_burst: 2000,
             mcp_allowed_hosts: DEFAULT_MCP_HOSTS.map(String::from).to_vec(),
+            sweep_interval: Some(std::time::Duration::from_secs(3600)),
         }
     }
 }
@@ -113,6 +117,7 @@ impl AppState {
 pub struct Server {
     router: Router,
     store: Arc<Store>,
+    sweep_interval: Option<std::time::Duration>,
     ready: Arc<AtomicBool>,
     /// Ends MCP sessions at shutdown, which would otherwise hold it open.
     mcp_cancel: tokio_util::sync::CancellationToken,
@@ -160,6 +165,7 @@ impl Server {
         Server {
             router,
             store,
+            sweep_interval: opts.sweep_interval,
             ready,
             mcp_cancel,
         }
@@ -195,16 +201,52 @@ impl Server {
                 Err(e) => tracing::warn!(error = %e, "warming the search indexes failed"),
             }
         });
+        let sweeper = self
+            .sweep_interval
+            .map(|every| tokio::spawn(sweep_every(self.store.clone(), every)));
         let ready = self.ready.clone();
         let mcp_cancel = self.mcp_cancel.clone();
-        axum::serve(listener, self.router)
+        let served = axum::serve(listener, self.router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 ready.store(false, Ordering::SeqCst);
                 mcp_cancel.cancel();
                 tracing::info!("shutting down: finishing requests in flight");
             })
-            .await
+            .await;
+        if let Some(s) = sweeper {
+            s.abort();
+        }
+        served
+    }
+}
+
+/// The retention sweeper: every `every`, the expired records and those past their
+/// tenant's retention rules are removed (`Store::sweep_all`), so a server left running
+/// keeps its promises without a cron job. The first sweep runs one interval after start.
+async fn sweep_every(store: Arc<Store>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.sweep_all("agentstore:sweeper")).await {
+            Ok(Ok(r)) if r.removed() > 0 => {
+                tracing::info!(
+                    sessions = r.sessions,
+                    events = r.events,
+                    memories = r.memories,
+                    documents = r.documents,
+                    usage = r.usage,
+                    metric_points = r.metric_points,
+                    kv = r.kv,
+                    "retention sweep"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
+            Err(e) => tracing::error!(error = %e, "retention sweep panicked"),
+        }
     }
 }
 

@@ -456,9 +456,13 @@ fn errors_are_json_with_stable_codes_and_change_nothing() {
     ];
     for (method, path, body, status, want) in cases {
         // A 413 may reach the client as a reset connection (see `try_raw`): retry until
-        // the answer itself arrives.
+        // the answer itself arrives, each time on a new connection, so that the one the
+        // server closed is never reused by a later request.
         let (s, v, h) = (0..20)
-            .find_map(|_| srv.try_raw(method, path, Some(&k), body.clone()).ok())
+            .find_map(|_| {
+                srv.try_raw_unpooled(method, path, Some(&k), body.clone())
+                    .ok()
+            })
             .unwrap_or_else(|| panic!("{method} {path}: no answer in 20 tries"));
         assert_eq!((s, code(&v)), (status, want), "{method} {path}: {v}");
         assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
@@ -815,6 +819,90 @@ fn subjects_parental_gate_export_and_erasure() {
         let (s, v) = srv.call("GET", &path, &admin, None);
         assert_eq!((s, code(&v)), (404, "not_found"), "{path}: {v}");
     }
+}
+
+/// Retention rules over the API, and the server's sweeper applying them on its own.
+#[test]
+fn retention_rules_and_the_sweeper() {
+    let srv = start_with(ServerOptions {
+        rate_per_second: 0.0,
+        sweep_interval: Some(std::time::Duration::from_millis(200)),
+        ..ServerOptions::default()
+    });
+    let admin = srv.admin("t1");
+    let writer = srv.key("t1", &[KeyScope::Read, KeyScope::Write]);
+    let (s, v) = srv.call(
+        "PUT",
+        "/v1/retention",
+        &writer,
+        Some(json!({"entity": "memory", "days": 1})),
+    );
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    let (s, v) = srv.call(
+        "PUT",
+        "/v1/retention",
+        &admin,
+        Some(json!({"entity": "memory", "days": 0})),
+    );
+    assert_eq!((s, code(&v)), (400, "invalid_input"), "{v}");
+    let rules = srv.ok(
+        "PUT",
+        "/v1/retention",
+        &admin,
+        Some(json!({"entity": "memory", "kind": "fact", "days": 1})),
+        200,
+    );
+    assert_eq!(rules["items"][0]["days"], 1, "{rules}");
+    let listed = srv.ok("GET", "/v1/retention", &admin, None, 200);
+    assert_eq!(listed, rules);
+
+    let old = srv.ok(
+        "POST",
+        "/v1/memories",
+        &writer,
+        Some(json!({"content": "old news", "kind": "fact"})),
+        200,
+    );
+    let old = old["id"].as_str().unwrap().to_owned();
+    let kept = srv.ok(
+        "POST",
+        "/v1/memories",
+        &writer,
+        Some(json!({"content": "old taste", "kind": "preference"})),
+        200,
+    );
+    let kept = kept["id"].as_str().unwrap().to_owned();
+    // Two days old, behind the server's back.
+    let db = agentstore_sqlite::DataDir::new(srv.dir.path()).db_path();
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute(
+        "UPDATE memories SET updated_at = updated_at - 2 * 86400000000",
+        [],
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let (s, _) = srv.call("GET", &format!("/v1/memories/{old}"), &writer, None);
+        if s == 404 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the sweeper did not remove the old fact"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    srv.ok("GET", &format!("/v1/memories/{kept}"), &writer, None, 200);
+    let audit = srv.ok("GET", "/v1/audit?action=retention.sweep", &admin, None, 200);
+    assert_eq!(audit["items"][0]["actor"], "agentstore:sweeper", "{audit}");
+    let cleared = srv.ok(
+        "PUT",
+        "/v1/retention",
+        &admin,
+        Some(json!({"entity": "memory", "kind": "fact", "days": null})),
+        200,
+    );
+    assert_eq!(cleared["items"], json!([]));
 }
 
 /// One raw HTTP/1.1 request with `host` as its Host header (clients set it from the URL,

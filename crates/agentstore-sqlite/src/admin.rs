@@ -8,7 +8,7 @@ use std::time::Duration;
 use agentstore::audit::ChainVerifier;
 use agentstore::backend::{
     BackupManifest, EntityStats, MaintenanceOptions, MaintenanceReport, ManifestFile, Stats,
-    SweepReport, VerifyReport, WriteResult,
+    VerifyReport, WriteResult,
 };
 use agentstore::{Error, Result, Scope};
 use rusqlite::{Connection, OpenFlags};
@@ -355,7 +355,7 @@ pub(crate) fn maintenance(
             if let WriteResult::Swept(s) =
                 conns.write(|tx| infra::sweep_expired(tx, &scope, opts.now))?
             {
-                add_sweep(&mut rep.swept, &s);
+                rep.swept.add(&s);
             }
         }
         let s = &rep.swept;
@@ -387,14 +387,6 @@ pub(crate) fn maintenance(
     }
     rep.bytes_after = store_bytes(dir);
     Ok(rep)
-}
-
-fn add_sweep(total: &mut SweepReport, s: &SweepReport) {
-    total.sessions += s.sessions;
-    total.events += s.events;
-    total.memories += s.memories;
-    total.kv += s.kv;
-    total.locks += s.locks;
 }
 
 /// `wal_checkpoint(TRUNCATE)`, described for the report. A reader still on an old

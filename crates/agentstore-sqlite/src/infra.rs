@@ -1,4 +1,5 @@
-//! Key-value entries with TTL, named locks with fencing tokens, and the expiry sweep.
+//! Key-value entries with TTL, named locks with fencing tokens, retention rules, and the
+//! sweep that removes what expired or outlived its retention.
 //!
 //! An entry whose `expires_at` is at or before "now" is treated as absent by every read
 //! and write here, whether or not the sweep has removed its row yet. Versions and lock
@@ -6,7 +7,7 @@
 //! or presenting a token cannot be fooled by a key or lock that was recreated meanwhile.
 
 use agentstore::audit::AuditDraft;
-use agentstore::backend::{SweepReport, WriteResult};
+use agentstore::backend::{RetentionEntity, RetentionRule, SweepReport, WriteResult};
 use agentstore::{Error, Json, KvEntry, Lock, Result, Scope, Timestamp};
 use rusqlite::{Connection, Row, params};
 
@@ -513,25 +514,57 @@ pub(crate) fn get_lock(c: &Connection, tenant: &str, name: &str) -> Result<Optio
 
 // ------------------------------------------------------------------------- sweep
 
+/// Microseconds in a day: rules count days, timestamps are microseconds.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// SQL that is true when the row aliased `x`, last changed at `x.{changed}`, has outlived
+/// the shortest retention rule of `entity` for its kind (`x.{kind}`, or '' only when
+/// `kind` is None) or, with `subject`, its subject's `retention_days`. ?1 is the tenant,
+/// ?2 the sweep's time.
+fn outlived(entity: &str, changed: &str, kind: Option<&str>, subject: Option<&str>) -> String {
+    let kinds = match kind {
+        Some(k) => format!("('', x.{k})"),
+        None => "('')".into(),
+    };
+    let mut sql = format!(
+        "x.{changed} <= ?2 - {DAY_MICROS} * (SELECT MIN(r.days) FROM retention_rules r
+             WHERE r.tenant_id = ?1 AND r.entity = '{entity}' AND r.kind IN {kinds})"
+    );
+    if let Some(col) = subject {
+        sql.push_str(&format!(
+            " OR x.{changed} <= ?2 - {DAY_MICROS} * (SELECT j.retention_days FROM subjects j
+                 WHERE j.tenant_id = ?1 AND j.id = x.{col})"
+        ));
+    }
+    sql
+}
+
 pub(crate) fn sweep_expired(tx: &Connection, scope: &Scope, at: Timestamp) -> Result<WriteResult> {
     require_tenant(tx, &scope.tenant)?;
     let tenant = scope.tenant.as_str();
     let cutoff = ts(&at);
     let mut report = SweepReport::default();
-    // Sessions go leaves first: each pass removes the expired sessions that no longer have
-    // children, so an expired tree disappears bottom-up over a few passes, while an
-    // expired parent of a live child stays until that child is gone.
+    // What leaves here is meant to leave the files too (retention): the full-text tables
+    // drop the tokens of deleted rows instead of marking them.
+    crate::privacy::fts_secure_delete(tx, true)?;
+    let p = params![tenant, cutoff];
+    // Sessions go leaves first: each pass removes the doomed sessions that no longer have
+    // children, so a doomed tree disappears bottom-up over a few passes, while a doomed
+    // parent of a live child stays until that child is gone.
+    let doomed_leaves = format!(
+        "SELECT x.id FROM sessions x
+         WHERE x.tenant_id = ?1
+           AND ((x.expires_at IS NOT NULL AND x.expires_at <= ?2) OR {})
+           AND NOT EXISTS (SELECT 1 FROM sessions c
+                           WHERE c.tenant_id = x.tenant_id AND c.parent_id = x.id)
+         ORDER BY x.rid",
+        outlived("session", "updated_at", Some("kind"), Some("subject_id"))
+    );
     loop {
         let leaves: Vec<String> = tx
-            .prepare_cached(
-                "SELECT s.id FROM sessions s
-                 WHERE s.tenant_id = ?1 AND s.expires_at IS NOT NULL AND s.expires_at <= ?2
-                   AND NOT EXISTS (SELECT 1 FROM sessions c
-                                   WHERE c.tenant_id = s.tenant_id AND c.parent_id = s.id)
-                 ORDER BY s.rid",
-            )
+            .prepare_cached(&doomed_leaves)
             .db()?
-            .query_map(params![tenant, cutoff], |r| r.get(0))
+            .query_map(p, |r| r.get(0))
             .db()?
             .collect::<rusqlite::Result<_>>()
             .db()?;
@@ -543,14 +576,37 @@ pub(crate) fn sweep_expired(tx: &Connection, scope: &Scope, at: Timestamp) -> Re
             report.sessions += 1;
         }
     }
-    report.memories = tx
-        .prepare_cached(
-            "DELETE FROM memories
-             WHERE tenant_id = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2",
-        )
-        .db()?
-        .execute(params![tenant, cutoff])
-        .db()? as u64;
+    let delete = |table: &str, cond: String| -> Result<u64> {
+        Ok(tx
+            .prepare_cached(&format!(
+                "DELETE FROM {table} AS x WHERE x.tenant_id = ?1 AND ({cond})"
+            ))
+            .db()?
+            .execute(p)
+            .db()? as u64)
+    };
+    report.memories = delete(
+        "memories",
+        format!(
+            "(x.expires_at IS NOT NULL AND x.expires_at <= ?2) OR {}",
+            outlived("memory", "updated_at", Some("kind"), Some("subject_id"))
+        ),
+    )?;
+    report.documents = delete(
+        "documents",
+        outlived(
+            "document",
+            "updated_at",
+            Some("doc_type"),
+            Some("subject_id"),
+        ),
+    )?;
+    report.usage = delete("usage_records", outlived("usage", "created_at", None, None))?;
+    report.metric_points = delete(
+        "metric_points",
+        outlived("metric", "at", Some("name"), None),
+    )?;
+    crate::privacy::fts_secure_delete(tx, false)?;
     report.kv = tx
         .prepare_cached(
             "DELETE FROM kv_entries
@@ -567,19 +623,88 @@ pub(crate) fn sweep_expired(tx: &Connection, scope: &Scope, at: Timestamp) -> Re
         .db()?
         .execute(params![tenant, cutoff])
         .db()? as u64;
-    if report.sessions + report.memories + report.kv + report.locks > 0 {
+    if report.removed() + report.locks > 0 {
+        let mut values = serde_json::to_value(&report)?;
+        values["at"] = serde_json::to_value(at)?;
         audit::append(
             tx,
             scope,
-            AuditDraft::new("retention.sweep", "tenant", tenant).new_values(&serde_json::json!({
-                "at": at,
-                "sessions": report.sessions,
-                "events": report.events,
-                "memories": report.memories,
-                "kv": report.kv,
-                "locks": report.locks,
-            })),
+            AuditDraft::new("retention.sweep", "tenant", tenant).with_json(values),
         )?;
     }
     Ok(WriteResult::Swept(report))
+}
+
+// ------------------------------------------------------------------------- retention
+
+pub(crate) fn set_retention(
+    tx: &Connection,
+    scope: &Scope,
+    entity: RetentionEntity,
+    kind: &str,
+    days: Option<i64>,
+    at: Timestamp,
+) -> Result<WriteResult> {
+    require_tenant(tx, &scope.tenant)?;
+    let p = params![scope.tenant, entity.as_str(), kind];
+    let old: Option<i64> = opt(tx
+        .prepare_cached(
+            "SELECT days FROM retention_rules WHERE tenant_id = ?1 AND entity = ?2 AND kind = ?3",
+        )
+        .db()?
+        .query_row(p, |r| r.get(0)))?;
+    match days {
+        Some(d) => {
+            tx.prepare_cached(
+                "INSERT INTO retention_rules (tenant_id, entity, kind, days, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant_id, entity, kind)
+                 DO UPDATE SET days = excluded.days, updated_at = excluded.updated_at",
+            )
+            .db()?
+            .execute(params![scope.tenant, entity.as_str(), kind, d, ts(&at)])
+            .db()?;
+        }
+        None => {
+            tx.prepare_cached(
+                "DELETE FROM retention_rules WHERE tenant_id = ?1 AND entity = ?2 AND kind = ?3",
+            )
+            .db()?
+            .execute(p)
+            .db()?;
+        }
+    }
+    let rule = |d: Option<i64>| serde_json::json!({"entity": entity, "kind": kind, "days": d});
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("retention.set", "tenant", &scope.tenant)
+            .old(&rule(old))
+            .new_values(&rule(days)),
+    )?;
+    Ok(WriteResult::None)
+}
+
+pub(crate) fn list_retention(c: &Connection, tenant: &str) -> Result<Vec<RetentionRule>> {
+    c.prepare_cached(
+        "SELECT entity, kind, days, updated_at FROM retention_rules WHERE tenant_id = ?1
+         ORDER BY entity, kind",
+    )
+    .db()?
+    .query_map([tenant], |r| {
+        let entity: String = r.get(0)?;
+        Ok((entity, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?))
+    })
+    .db()?
+    .map(|row| {
+        let (entity, kind, days, updated_at) = row.db()?;
+        Ok(RetentionRule {
+            entity: RetentionEntity::parse(&entity)
+                .ok_or_else(|| Error::Corrupt(format!("unknown retention entity '{entity}'")))?,
+            kind,
+            days,
+            updated_at: to_ts(updated_at),
+        })
+    })
+    .collect()
 }

@@ -175,11 +175,14 @@ impl Backend for SqliteBackend {
 
     fn write(&self, scope: &Scope, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>> {
         let vectors = ops.iter().any(write::adds_vectors);
-        let erases = ops
-            .iter()
-            .any(|op| matches!(op, WriteOp::EraseSubject { .. }));
+        let erases = ops.iter().any(|op| {
+            matches!(
+                op,
+                WriteOp::EraseSubject { .. } | WriteOp::SweepExpired { .. }
+            )
+        });
         let keyword_rows: u64 = ops.iter().map(write::keyword_rows).sum();
-        let out = self.conns.write(|tx| {
+        let out: Vec<WriteResult> = self.conns.write(|tx| {
             ops.into_iter()
                 .map(|op| write::apply(tx, scope, op))
                 .collect()
@@ -192,7 +195,13 @@ impl Backend for SqliteBackend {
             let _ = self.sync_vectors();
         }
         self.keywords.after_write(&self.conns, keyword_rows);
-        if erases {
+        // A sweep that removed nothing has nothing to move out of the files.
+        let removed = out.iter().any(|r| match r {
+            WriteResult::Erased(_) => true,
+            WriteResult::Swept(s) => s.removed() > 0,
+            _ => false,
+        });
+        if erases && removed {
             self.after_erasure();
         }
         Ok(out)
@@ -212,6 +221,10 @@ impl Backend for SqliteBackend {
 
     fn find_subject(&self, tenant: &str, hash: &str) -> Result<Option<Subject>> {
         self.read_one(|c| tenants::find_subject(c, tenant, hash))
+    }
+
+    fn list_retention(&self, tenant: &str) -> Result<Vec<RetentionRule>> {
+        self.read_one(|c| infra::list_retention(c, tenant))
     }
 
     fn export_subject(

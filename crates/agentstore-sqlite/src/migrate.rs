@@ -74,6 +74,12 @@ pub static MIGRATIONS: &[Migration] = &[
         up: include_str!("../migrations/0006_api_keys.up.sql"),
         down: include_str!("../migrations/0006_api_keys.down.sql"),
     },
+    Migration {
+        version: 7,
+        name: "retention",
+        up: include_str!("../migrations/0007_retention.up.sql"),
+        down: include_str!("../migrations/0007_retention.down.sql"),
+    },
 ];
 
 /// The latest version this binary knows.
@@ -304,7 +310,7 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         assert!(matches!(
             check(&c),
-            Err(Error::SchemaPending { pending: 6, .. })
+            Err(Error::SchemaPending { pending: 7, .. })
         ));
         assert_eq!(up(&mut c, Some(1)).unwrap(), vec![1]);
         let v1 = schema(&c);
@@ -316,9 +322,13 @@ mod tests {
         let v4 = schema(&c);
         assert_eq!(up(&mut c, Some(5)).unwrap(), vec![5]);
         let v5 = schema(&c);
-        assert_eq!(up(&mut c, None).unwrap(), vec![6]);
+        assert_eq!(up(&mut c, Some(6)).unwrap(), vec![6]);
+        let v6 = schema(&c);
+        assert_eq!(up(&mut c, None).unwrap(), vec![7]);
         check(&c).unwrap();
         let full = schema(&c);
+        assert_eq!(down(&mut c, Some(6)).unwrap(), vec![7]);
+        assert_eq!(schema(&c), v6);
         assert_eq!(down(&mut c, Some(5)).unwrap(), vec![6]);
         assert_eq!(schema(&c), v5);
         assert_eq!(down(&mut c, Some(3)).unwrap(), vec![5, 4]);

@@ -154,7 +154,7 @@ pub(crate) fn export_subject(
 /// default, and the fast path for ordinary deletes) a deleted row's tokens stay in the
 /// index file beside a delete marker until segments merge; with it on they are removed
 /// at once. The setting is stored in the table, so it is set inside the transaction.
-fn fts_secure_delete(tx: &Connection, on: bool) -> Result<()> {
+pub(crate) fn fts_secure_delete(tx: &Connection, on: bool) -> Result<()> {
     for t in FTS_TABLES {
         tx.execute(
             &format!("INSERT INTO {t} ({t}, rank) VALUES ('secure-delete', ?1)"),

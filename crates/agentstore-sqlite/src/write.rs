@@ -100,6 +100,12 @@ pub(crate) fn apply(tx: &Connection, scope: &Scope, op: WriteOp) -> Result<Write
         }
         WriteOp::DeleteDocument { id } => documents::delete(tx, scope, &id),
         WriteOp::EraseSubject { id } => crate::privacy::erase_subject(tx, scope, &id),
+        WriteOp::SetRetention {
+            entity,
+            kind,
+            days,
+            at,
+        } => infra::set_retention(tx, scope, entity, &kind, days, at),
         WriteOp::RecordChunkQueries { ids, at } => documents::record_queries(tx, scope, &ids, at),
         WriteOp::PutCheckpoint(c) => checkpoints::put(tx, scope, c),
         WriteOp::PutPendingWrites(w) => checkpoints::put_writes(tx, scope, w),

@@ -156,6 +156,18 @@ pub enum WriteOp {
         /// are written (created or replaced), ignored when the document is unchanged.
         vectors: Vec<Embedding>,
     },
+    /// Set (`days` Some) or remove (None) the tenant's retention rule for `entity` and
+    /// `kind`. Result: `None`.
+    SetRetention {
+        /// Entity.
+        entity: RetentionEntity,
+        /// Kind ("" = every kind).
+        kind: String,
+        /// Days, or None to remove the rule.
+        days: Option<i64>,
+        /// Time of the change.
+        at: Timestamp,
+    },
     /// Erase a subject and its personal data everywhere: its sessions (with their
     /// events, checkpoints and usage records), every version of its memories, its
     /// documents (with their chunks), with their full-text entries and vectors, then the
@@ -284,7 +296,10 @@ pub enum WriteOp {
     },
     /// Remove every record whose `expires_at` is at or before `at` in the scope's tenant:
     /// sessions (with events, checkpoints), memories, KV entries; release expired locks.
-    /// Result: `Swept`.
+    /// Also remove the records older than a retention rule of the tenant (or their
+    /// subject's `retention_days`) allows, measured from their last change: sessions,
+    /// memories, documents, usage records, metric points. Full-text entries go with
+    /// their records for good (FTS5 secure-delete). Result: `Swept`.
     SweepExpired {
         /// Cut-off.
         at: Timestamp,
@@ -387,7 +402,7 @@ pub struct SubjectExport {
     pub audit: Vec<AuditEntry>,
 }
 
-/// Records removed by a sweep.
+/// Records removed by a sweep: expired ones, and those older than a retention rule.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SweepReport {
     /// Sessions removed.
@@ -396,10 +411,95 @@ pub struct SweepReport {
     pub events: u64,
     /// Memories removed.
     pub memories: u64,
+    /// Documents removed (with their chunks).
+    #[serde(default)]
+    pub documents: u64,
+    /// Usage records removed.
+    #[serde(default)]
+    pub usage: u64,
+    /// Metric points removed.
+    #[serde(default)]
+    pub metric_points: u64,
     /// KV entries removed.
     pub kv: u64,
     /// Locks released.
     pub locks: u64,
+}
+
+impl SweepReport {
+    /// Adds another sweep's counts.
+    pub fn add(&mut self, o: &SweepReport) {
+        self.sessions += o.sessions;
+        self.events += o.events;
+        self.memories += o.memories;
+        self.documents += o.documents;
+        self.usage += o.usage;
+        self.metric_points += o.metric_points;
+        self.kv += o.kv;
+        self.locks += o.locks;
+    }
+
+    /// Records removed (locks released are not records).
+    pub fn removed(&self) -> u64 {
+        self.sessions + self.memories + self.documents + self.usage + self.metric_points + self.kv
+    }
+}
+
+/// What a retention rule keeps for a limited time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionEntity {
+    /// Sessions (kind: the session kind), with their events and checkpoints.
+    Session,
+    /// Memories, every version (kind: the memory kind).
+    Memory,
+    /// Documents with their chunks (kind: the document type).
+    Document,
+    /// Usage records (no kind).
+    Usage,
+    /// Metric points (kind: the metric name).
+    Metric,
+}
+
+impl RetentionEntity {
+    /// The name used in storage and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionEntity::Session => "session",
+            RetentionEntity::Memory => "memory",
+            RetentionEntity::Document => "document",
+            RetentionEntity::Usage => "usage",
+            RetentionEntity::Metric => "metric",
+        }
+    }
+
+    /// Parses [`RetentionEntity::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RetentionEntity::Session,
+            RetentionEntity::Memory,
+            RetentionEntity::Document,
+            RetentionEntity::Usage,
+            RetentionEntity::Metric,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
+}
+
+/// How long a tenant keeps the records of one entity (and kind): a sweep removes those
+/// whose last change is older than `days`. The shortest rule that matches a record
+/// applies, and a subject's `retention_days` on top.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RetentionRule {
+    /// Entity.
+    pub entity: RetentionEntity,
+    /// Kind ("" = every kind of the entity).
+    pub kind: String,
+    /// Days a record is kept after its last change.
+    pub days: i64,
+    /// When the rule was set.
+    pub updated_at: Timestamp,
 }
 
 /// Filter for listing agents.
@@ -863,6 +963,8 @@ pub trait Backend: Send + Sync + 'static {
     fn get_subject(&self, tenant: &str, id: &str) -> Result<Option<Subject>>;
     /// A subject by its external-id hash.
     fn find_subject(&self, tenant: &str, external_id_hash: &str) -> Result<Option<Subject>>;
+    /// The tenant's retention rules, by entity and kind.
+    fn list_retention(&self, tenant: &str) -> Result<Vec<RetentionRule>>;
     /// Everything about a subject, read in one snapshot (None: no such subject).
     fn export_subject(
         &self,

@@ -2081,12 +2081,63 @@ impl Store {
         self.backend.list_audit(&q)
     }
 
-    /// Removes expired records of one tenant.
+    /// Removes expired records of one tenant, and those past its retention rules.
     pub fn sweep_expired(&self, scope: &Scope) -> Result<SweepReport> {
         match self.write_one(scope, WriteOp::SweepExpired { at: now() })? {
             WriteResult::Swept(r) => Ok(r),
             _ => Ok(SweepReport::default()),
         }
+    }
+
+    /// [`Store::sweep_expired`] for every tenant, as `actor` (one transaction each).
+    pub fn sweep_all(&self, actor: &str) -> Result<SweepReport> {
+        let mut total = SweepReport::default();
+        for t in self.backend.list_tenants()? {
+            total.add(&self.sweep_expired(&Scope::new(&t.id, actor))?);
+        }
+        Ok(total)
+    }
+
+    /// Sets (`days` Some) or removes (None) the tenant's retention rule for `entity` and
+    /// `kind` (None: every kind); returns the tenant's rules after the change.
+    pub fn set_retention(
+        &self,
+        scope: &Scope,
+        entity: RetentionEntity,
+        kind: Option<&str>,
+        days: Option<i64>,
+    ) -> Result<Vec<RetentionRule>> {
+        Self::validate_tenant(scope)?;
+        let kind = kind.unwrap_or_default();
+        if !kind.is_empty() {
+            self.label("kind", kind)?;
+            if entity == RetentionEntity::Usage {
+                return Err(Error::invalid(
+                    "kind",
+                    "usage records have no kind: a usage rule covers all of them",
+                ));
+            }
+        }
+        if let Some(d) = days
+            && !(1..=365_000).contains(&d)
+        {
+            return Err(Error::invalid("days", "must be between 1 and 365000"));
+        }
+        self.write_one(
+            scope,
+            WriteOp::SetRetention {
+                entity,
+                kind: kind.to_owned(),
+                days,
+                at: now(),
+            },
+        )?;
+        self.list_retention(scope)
+    }
+
+    /// The tenant's retention rules.
+    pub fn list_retention(&self, scope: &Scope) -> Result<Vec<RetentionRule>> {
+        self.backend.list_retention(&scope.tenant)
     }
 
     /// Writes every record as JSON Lines; returns the number of lines.

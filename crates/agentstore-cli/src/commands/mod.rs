@@ -42,6 +42,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
         Command::Stats => admin::stats(cfg),
         Command::ExportSubject { id, out } => privacy::export_subject(cfg, id, out.as_deref()),
         Command::EraseSubject { id } => privacy::erase_subject(cfg, id),
+        Command::Retention(change) => privacy::retention(cfg, change.as_ref()),
         Command::Maintenance { vacuum } => admin::maintenance(cfg, *vacuum),
         Command::Tenants => read::tenants(cfg),
         Command::Sessions(q) => read::sessions(cfg, q.clone()),

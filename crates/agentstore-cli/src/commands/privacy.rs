@@ -1,11 +1,13 @@
-//! export-subject, erase-subject: GDPR access and erasure.
+//! export-subject, erase-subject: GDPR access and erasure; retention rules.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use agentstore::backend::RetentionEntity;
+
 use super::open;
 use crate::config::Config;
-use crate::output::Outcome;
+use crate::output::{Outcome, Table, time};
 
 pub fn export_subject(cfg: &Config, id: &str, out: Option<&Path>) -> anyhow::Result<Outcome> {
     let export = open(cfg)?.export_subject(&cfg.scope(), id)?;
@@ -62,4 +64,33 @@ pub fn erase_subject(cfg: &Config, id: &str) -> anyhow::Result<Outcome> {
         r.vectors
     );
     Outcome::new(&r, text)
+}
+
+pub fn retention(
+    cfg: &Config,
+    change: Option<&(RetentionEntity, Option<String>, Option<i64>)>,
+) -> anyhow::Result<Outcome> {
+    let store = open(cfg)?;
+    let scope = cfg.scope();
+    let rules = match change {
+        Some((entity, kind, days)) => {
+            store.set_retention(&scope, *entity, kind.as_deref(), *days)?
+        }
+        None => store.list_retention(&scope)?,
+    };
+    let mut t = Table::new(&["entity", "kind", "days", "set"]);
+    for r in &rules {
+        t.row(vec![
+            r.entity.as_str().into(),
+            if r.kind.is_empty() {
+                "(every kind)".into()
+            } else {
+                r.kind.clone()
+            },
+            r.days.to_string(),
+            time(&r.updated_at),
+        ]);
+    }
+    let text = format!("{}{} rule(s)\n", t.render(), rules.len());
+    Outcome::new(serde_json::json!({ "items": rules }), text)
 }

@@ -38,6 +38,8 @@ pub fn serve(cfg: &Config, s: &ServeSettings) -> anyhow::Result<Outcome> {
                 rate_per_second: s.rate_per_second,
                 rate_burst: s.rate_burst,
                 mcp_allowed_hosts: s.mcp_allowed_hosts.clone(),
+                sweep_interval: (s.sweep_interval_secs > 0)
+                    .then(|| std::time::Duration::from_secs(s.sweep_interval_secs)),
             },
         );
         server

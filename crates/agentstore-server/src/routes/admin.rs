@@ -1,6 +1,6 @@
-//! Tenant administration: API keys and the audit log.
+//! Tenant administration: API keys, the audit log and retention rules.
 
-use agentstore::backend::AuditQuery;
+use agentstore::backend::{AuditQuery, RetentionEntity, RetentionRule};
 use agentstore::{ApiKey, AuditEntry, CreatedApiKey, KeyScope, Page, Timestamp};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -64,6 +64,64 @@ pub(super) fn routes(api: Api) -> Api {
         .ok::<Page<AuditEntry>>(),
         list_audit,
     )
+    .route(
+        "get",
+        "/v1/retention",
+        op(
+            "listRetention",
+            "retention",
+            "This tenant's retention rules: how long records of each entity (and kind) are \
+             kept after their last change",
+            Admin,
+        )
+        .ok::<Items<RetentionRule>>(),
+        list_retention,
+    )
+    .route(
+        "put",
+        "/v1/retention",
+        op(
+            "setRetention",
+            "retention",
+            "Set one retention rule, or remove it with days null; the sweep (the server's \
+             sweeper, and maintenance) then removes older records. Returns every rule",
+            Admin,
+        )
+        .body::<SetRetention>()
+        .ok::<Items<RetentionRule>>(),
+        set_retention,
+    )
+}
+
+/// One retention rule to set or remove.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct SetRetention {
+    /// What the rule keeps for a limited time.
+    entity: RetentionEntity,
+    /// Only this kind (a session or memory kind, a document type, a metric name); absent
+    /// for every kind.
+    #[serde(default)]
+    kind: Option<String>,
+    /// Days a record is kept after its last change; null removes the rule.
+    days: Option<i64>,
+}
+
+async fn list_retention(State(st): State<AppState>, c: Caller) -> Reply<Items<RetentionRule>> {
+    let scope = c.scope();
+    let items = st.run(move |s| s.list_retention(&scope)).await?;
+    Ok(axum::Json(Items { items }))
+}
+
+async fn set_retention(
+    State(st): State<AppState>,
+    c: Caller,
+    Body(b): Body<SetRetention>,
+) -> Reply<Items<RetentionRule>> {
+    let scope = c.scope();
+    let items = st
+        .run(move |s| s.set_retention(&scope, b.entity, b.kind.as_deref(), b.days))
+        .await?;
+    Ok(axum::Json(Items { items }))
 }
 
 /// A key to create.

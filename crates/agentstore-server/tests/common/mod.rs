@@ -106,6 +106,35 @@ impl TestServer {
         key: Option<&str>,
         body: Option<String>,
     ) -> Result<(u16, Value, Response), ureq::Error> {
+        self.try_raw_on(&self.agent, method, path, key, body)
+    }
+
+    /// [`TestServer::try_raw`] on a connection of its own. For requests the server may
+    /// answer before reading their body (413): it then closes the connection, and a
+    /// pooled one would hand that dead connection to a later request.
+    pub fn try_raw_unpooled(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<String>,
+    ) -> Result<(u16, Value, Response), ureq::Error> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_idle_connections(0)
+            .build()
+            .into();
+        self.try_raw_on(&agent, method, path, key, body)
+    }
+
+    fn try_raw_on(
+        &self,
+        agent: &ureq::Agent,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<String>,
+    ) -> Result<(u16, Value, Response), ureq::Error> {
         let mut req = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path));
@@ -113,12 +142,12 @@ impl TestServer {
             req = req.header("authorization", format!("Bearer {k}"));
         }
         let result = match body {
-            Some(b) => self.agent.run(
+            Some(b) => agent.run(
                 req.header("content-type", "application/json")
                     .body(b)
                     .unwrap(),
             ),
-            None => self.agent.run(req.body(()).unwrap()),
+            None => agent.run(req.body(()).unwrap()),
         };
         let mut resp = result?;
         let status = resp.status().as_u16();

@@ -581,6 +581,7 @@ fn sweep_removes_expired_records_with_their_dependents() {
             memories: 1,
             kv: 1,
             locks: 1,
+            ..Default::default()
         }
     );
     for gone in ["old", "tree", "tree.child", "tree.grandchild"] {
