@@ -360,11 +360,14 @@ pub(crate) fn maintenance(
         }
         let s = &rep.swept;
         rep.steps.push(format!(
-            "sweep: {} tenant(s); removed {} session(s) with {} event(s), {} memories, {} key(s); released {} lock(s)",
+            "sweep: {} tenant(s); removed {} session(s) with {} event(s), {} memories, {} document(s), {} usage record(s), {} metric point(s), {} key(s); released {} lock(s)",
             tenants.len(),
             s.sessions,
             s.events,
             s.memories,
+            s.documents,
+            s.usage,
+            s.metric_points,
             s.kv,
             s.locks
         ));
