@@ -26,29 +26,9 @@ while [ $# -gt 0 ]; do
 done
 command -v wrk >/dev/null || { echo "wrk is not installed (Debian package wrk)" >&2; exit 1; }
 
-if [ "$PROFILE" = release ]; then
-  cargo build --release --quiet -p agentstore-cli
-else
-  cargo build --quiet -p agentstore-cli
-fi
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/agentstore"
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-export AGENTSTORE_DATA_DIR="$WORK/data"
-unset AGENTSTORE_MODEL_DIR AGENTSTORE_TENANT
-"$BIN" init >/dev/null
-KEY="$("$BIN" --json keys create --scopes read,write --name load | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
-"$BIN" serve --preset test --addr 127.0.0.1:0 > "$WORK/serve.out" 2> "$WORK/serve.err" &
-SERVER_PID=$!
-for _ in $(seq 100); do grep -q listening "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-BASE="$(sed -n 's/^agentstore listening on //p' "$WORK/serve.out")"
-[ -n "$BASE" ] || { cat "$WORK/serve.err" >&2; exit 1; }
+# shellcheck source=scripts/lib/test-server.sh
+source "$ROOT/scripts/lib/test-server.sh"
+start_test_server "$PROFILE" read,write load
 SESSION="$(python3 - "$BASE" "$KEY" <<'PY'
 import json, sys, urllib.request
 base, key = sys.argv[1], sys.argv[2]

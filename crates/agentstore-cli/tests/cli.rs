@@ -988,18 +988,10 @@ fn serve_opens_the_store_its_config_file_names() {
         "preset = \"test\"\n[store]\ndata_dir = \"store\"\ndurability = \"normal\"\n",
     )
     .unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_agentstore"));
-    for (var, _) in std::env::vars_os() {
-        if var.to_string_lossy().starts_with("AGENTSTORE_") {
-            cmd.env_remove(var);
-        }
-    }
+    let mut cmd = common::bare();
     // Run elsewhere: a relative data_dir must not be read relative to the working dir.
-    cmd.current_dir(dir.path()).stdin(Stdio::null()).args([
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    cmd.current_dir(dir.path())
+        .args(["serve", "--config", config.to_str().unwrap()]);
     let (mut child, base) = common::spawn_server(cmd, &dir.path().join("serve.log"));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

@@ -133,18 +133,18 @@ impl SqliteBackend {
         }
     }
 
-    /// After an erasure has committed, moves its bytes out of the files too: the WAL,
-    /// which still holds the pages as they were before, is copied into the database
-    /// (where `secure_delete` has zeroed the freed space) and truncated, and the vector
-    /// index snapshots are rewritten without the erased vectors. Both are best effort: a
+    /// After an erasure (or a sweep) has committed, moves its bytes out of the files too:
+    /// the WAL, which still holds the pages as they were before, is copied into the
+    /// database (where `secure_delete` has zeroed the freed space) and truncated, and the
+    /// vector index snapshots are rewritten without the removed vectors. Both are best effort: a
     /// reader on an old snapshot can keep the WAL from being truncated, and the next
     /// checkpoint or `maintenance` finishes the job; the rows are gone either way.
-    fn after_erasure(&self) {
+    fn after_removal(&self) {
         if let Err(e) = self.conns.with_writer(|w| admin::checkpoint(w)) {
-            tracing::warn!(error = %e, "checkpoint after an erasure failed");
+            tracing::warn!(error = %e, "checkpoint after a removal failed");
         }
         if let Err(e) = self.snapshot_vectors() {
-            tracing::warn!(error = %e, "vector snapshot after an erasure failed");
+            tracing::warn!(error = %e, "vector snapshot after a removal failed");
         }
     }
 
@@ -175,12 +175,6 @@ impl Backend for SqliteBackend {
 
     fn write(&self, scope: &Scope, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>> {
         let vectors = ops.iter().any(write::adds_vectors);
-        let erases = ops.iter().any(|op| {
-            matches!(
-                op,
-                WriteOp::EraseSubject { .. } | WriteOp::SweepExpired { .. }
-            )
-        });
         let keyword_rows: u64 = ops.iter().map(write::keyword_rows).sum();
         let out: Vec<WriteResult> = self.conns.write(|tx| {
             ops.into_iter()
@@ -195,14 +189,14 @@ impl Backend for SqliteBackend {
             let _ = self.sync_vectors();
         }
         self.keywords.after_write(&self.conns, keyword_rows);
-        // A sweep that removed nothing has nothing to move out of the files.
+        // An erasure, or a sweep that removed something: its bytes leave the files too.
         let removed = out.iter().any(|r| match r {
             WriteResult::Erased(_) => true,
             WriteResult::Swept(s) => s.removed() > 0,
             _ => false,
         });
-        if erases && removed {
-            self.after_erasure();
+        if removed {
+            self.after_removal();
         }
         Ok(out)
     }

@@ -39,6 +39,39 @@ fn count(c: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<u64> {
     Ok(n as u64)
 }
 
+/// Runs one statement; returns the rows it changed.
+fn exec(c: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<u64> {
+    Ok(c.prepare_cached(sql).db()?.execute(p).db()? as u64)
+}
+
+/// `tenant_id = ?1 AND` one of these, with ?2 the subject id or a JSON array of ids.
+const OF_SUBJECT: &str = "subject_id = ?2";
+const IN_SESSIONS: &str = "session_id IN (SELECT value FROM json_each(?2))";
+const IN_DOCUMENTS: &str = "document_id IN (SELECT value FROM json_each(?2))";
+const IN_RESOURCES: &str = "resource_id IN (SELECT value FROM json_each(?2))";
+
+/// Every row of `table` in the tenant where `cond` holds for `arg`, in `order`.
+fn select<T>(
+    c: &Connection,
+    (columns, table): (&str, &str),
+    cond: &str,
+    order: &str,
+    (tenant, arg): (&str, &str),
+    row: RowFn<T>,
+) -> Result<Vec<T>> {
+    collect_rows(
+        c,
+        &format!("SELECT {columns} FROM {table} WHERE tenant_id = ?1 AND {cond} ORDER BY {order}"),
+        &[&tenant, &arg],
+        row,
+    )
+}
+
+/// A JSON array of the ids, for `json_each`.
+fn id_list<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+    to_json_text(&ids.collect::<Vec<_>>())
+}
+
 pub(crate) fn export_subject(
     c: &Connection,
     tenant: &str,
@@ -48,91 +81,87 @@ pub(crate) fn export_subject(
     let Some(subject) = get_subject(c, tenant, id)? else {
         return Ok(None);
     };
-    let p: [&dyn rusqlite::ToSql; 2] = [&tenant, &id];
-    let sessions = collect_rows(
+    let of_subject = (tenant, id);
+    let sessions = select(
         c,
-        &format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = ?1 AND subject_id = ?2
-             ORDER BY rid"
-        ),
-        &p,
+        (SESSION_COLUMNS, "sessions"),
+        OF_SUBJECT,
+        "rid",
+        of_subject,
         session_row,
     )?;
-    let session_ids = to_json_text(&sessions.iter().map(|s| &s.id).collect::<Vec<_>>());
-    let sp: [&dyn rusqlite::ToSql; 2] = [&tenant, &session_ids];
-    let in_sessions = "tenant_id = ?1 AND session_id IN (SELECT value FROM json_each(?2))";
-    let events = collect_rows(
+    let session_ids = id_list(sessions.iter().map(|s| s.id.as_str()));
+    let of_sessions = (tenant, session_ids.as_str());
+    let events = select(
         c,
-        &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {in_sessions} ORDER BY session_id, seq"),
-        &sp,
+        (EVENT_COLUMNS, "events"),
+        IN_SESSIONS,
+        "session_id, seq",
+        of_sessions,
         event_row,
     )?;
-    let checkpoints = collect_rows(
+    let checkpoints = select(
         c,
-        &format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE {in_sessions} ORDER BY rid"),
-        &sp,
+        (CHECKPOINT_COLUMNS, "checkpoints"),
+        IN_SESSIONS,
+        "rid",
+        of_sessions,
         checkpoint_row,
     )?;
-    let pending_writes = collect_rows(
+    let pending_writes = select(
         c,
-        &format!(
-            "SELECT {PENDING_WRITE_COLUMNS} FROM checkpoint_writes WHERE {in_sessions}
-             ORDER BY rid"
-        ),
-        &sp,
+        (PENDING_WRITE_COLUMNS, "checkpoint_writes"),
+        IN_SESSIONS,
+        "rid",
+        of_sessions,
         pending_write_row,
     )?;
-    let usage = collect_rows(
+    let usage = select(
         c,
-        &format!("SELECT {USAGE_COLUMNS} FROM usage_records WHERE {in_sessions} ORDER BY rid"),
-        &sp,
+        (USAGE_COLUMNS, "usage_records"),
+        IN_SESSIONS,
+        "rid",
+        of_sessions,
         usage_row,
     )?;
-    let memories = collect_rows(
+    let memories = select(
         c,
-        &format!(
-            "SELECT {MEMORY_COLUMNS} FROM memories WHERE tenant_id = ?1 AND subject_id = ?2
-             ORDER BY rid"
-        ),
-        &p,
+        (MEMORY_COLUMNS, "memories"),
+        OF_SUBJECT,
+        "rid",
+        of_subject,
         memory_row,
     )?;
-    let documents = collect_rows(
+    let documents = select(
         c,
-        &format!(
-            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE tenant_id = ?1 AND subject_id = ?2
-             ORDER BY rid"
-        ),
-        &p,
+        (DOCUMENT_COLUMNS, "documents"),
+        OF_SUBJECT,
+        "rid",
+        of_subject,
         document_row,
     )?;
-    let document_ids = to_json_text(&documents.iter().map(|d| &d.id).collect::<Vec<_>>());
-    let chunks = c
-        .prepare_cached(&format!(
-            "SELECT {CHUNK_COLUMNS} FROM chunks
-             WHERE tenant_id = ?1 AND document_id IN (SELECT value FROM json_each(?2))
-             ORDER BY document_id, idx"
-        ))
-        .db()?
-        .query_map([tenant, document_ids.as_str()], chunk_row)
-        .db()?
-        .map(|r| r.db())
-        .collect::<Result<Vec<_>>>()?;
-    let mut resources: Vec<&str> = vec![id];
-    resources.extend(sessions.iter().map(|s| s.id.as_str()));
-    resources.extend(checkpoints.iter().map(|c| c.id.as_str()));
-    resources.extend(memories.iter().map(|m| m.id.as_str()));
-    resources.extend(documents.iter().map(|d| d.id.as_str()));
-    let resources = to_json_text(&resources);
-    let audit = collect_rows(
+    let document_ids = id_list(documents.iter().map(|d| d.id.as_str()));
+    let chunks = select(
         c,
-        &format!(
-            "SELECT {} FROM audit_log
-             WHERE tenant_id = ?1 AND resource_id IN (SELECT value FROM json_each(?2))
-             ORDER BY seq",
-            audit::COLUMNS
-        ),
-        &[&tenant, &resources],
+        (CHUNK_COLUMNS, "chunks"),
+        IN_DOCUMENTS,
+        "document_id, idx",
+        (tenant, &document_ids),
+        |r| chunk_row(r).map(Ok),
+    )?;
+    let resources = id_list(
+        std::iter::once(id)
+            .chain(sessions.iter().map(|s| s.id.as_str()))
+            .chain(checkpoints.iter().map(|c| c.id.as_str()))
+            .chain(memories.iter().map(|m| m.id.as_str()))
+            .chain(documents.iter().map(|d| d.id.as_str())),
+    );
+    let audit = select(
+        c,
+        (audit::COLUMNS, "audit_log"),
+        IN_RESOURCES,
+        "seq",
+        (tenant, &resources),
         audit::from_row,
     )?;
     Ok(Some(SubjectExport {
@@ -180,66 +209,60 @@ pub(crate) fn erase_subject(tx: &Connection, scope: &Scope, id: &str) -> Result<
     )?;
     let list = to_json_text(&sessions);
     let sp: [&dyn rusqlite::ToSql; 2] = [&tenant, &list];
-    let in_sessions = "tenant_id = ?1 AND session_id IN (SELECT value FROM json_each(?2))";
+    let where_ = |table: &str, cond: &str| format!("{table} WHERE tenant_id = ?1 AND {cond}");
+    let count_in_sessions = |table: &str| {
+        count(
+            tx,
+            &format!("SELECT COUNT(*) FROM {}", where_(table, IN_SESSIONS)),
+            &sp,
+        )
+    };
+    let delete_of_subject = |table: &str| {
+        exec(
+            tx,
+            &format!("DELETE FROM {}", where_(table, OF_SUBJECT)),
+            &p,
+        )
+    };
     let vector_log_end = count(tx, "SELECT COALESCE(MAX(seq), 0) FROM vector_log", &[])?;
-    let events = count(
+    let events = count_in_sessions("events")?;
+    let checkpoints = count_in_sessions("checkpoints")?;
+    let usage_records = exec(
         tx,
-        &format!("SELECT COUNT(*) FROM events WHERE {in_sessions}"),
+        &format!("DELETE FROM {}", where_("usage_records", IN_SESSIONS)),
         &sp,
     )?;
-    let checkpoints = count(
-        tx,
-        &format!("SELECT COUNT(*) FROM checkpoints WHERE {in_sessions}"),
-        &sp,
-    )?;
-    let usage_records = tx
-        .prepare_cached(&format!("DELETE FROM usage_records WHERE {in_sessions}"))
-        .db()?
-        .execute(sp)
-        .db()? as u64;
     // Another subject's (or nobody's) session under one of these stays, detached: its
     // parent is this subject's personal data.
-    tx.prepare_cached(
+    exec(
+        tx,
         "UPDATE sessions SET parent_id = NULL
          WHERE tenant_id = ?1 AND parent_id IN (SELECT value FROM json_each(?2))
            AND subject_id IS NOT ?3",
-    )
-    .db()?
-    .execute(rusqlite::params![tenant, list, id])
-    .db()?;
+        &[&tenant, &list, &id],
+    )?;
     // One statement, so a parent and its child of the same subject leave together; their
     // events and checkpoints follow by ON DELETE CASCADE, with the triggers that remove
     // full-text entries and vectors.
-    let sessions = tx
-        .prepare_cached("DELETE FROM sessions WHERE tenant_id = ?1 AND subject_id = ?2")
-        .db()?
-        .execute(p)
-        .db()? as u64;
-    let memories = tx
-        .prepare_cached("DELETE FROM memories WHERE tenant_id = ?1 AND subject_id = ?2")
-        .db()?
-        .execute(p)
-        .db()? as u64;
+    let sessions = delete_of_subject("sessions")?;
+    let memories = delete_of_subject("memories")?;
     let chunks = count(
         tx,
         "SELECT COUNT(*) FROM chunks WHERE tenant_id = ?1 AND document_id IN
              (SELECT id FROM documents WHERE tenant_id = ?1 AND subject_id = ?2)",
         &p,
     )?;
-    let documents = tx
-        .prepare_cached("DELETE FROM documents WHERE tenant_id = ?1 AND subject_id = ?2")
-        .db()?
-        .execute(p)
-        .db()? as u64;
+    let documents = delete_of_subject("documents")?;
     let vectors = count(
         tx,
         "SELECT COUNT(*) FROM vector_log WHERE seq > ?1 AND op = 0",
         &[&(vector_log_end as i64)],
     )?;
-    tx.prepare_cached("DELETE FROM subjects WHERE tenant_id = ?1 AND id = ?2")
-        .db()?
-        .execute(p)
-        .db()?;
+    exec(
+        tx,
+        "DELETE FROM subjects WHERE tenant_id = ?1 AND id = ?2",
+        &p,
+    )?;
     fts_secure_delete(tx, false)?;
     let report = Erasure {
         subject_id: id.to_owned(),

@@ -12,16 +12,20 @@ use serde_json::Value;
 /// The binary, isolated from the caller's environment: no `AGENTSTORE_*` variable leaks
 /// in, the actor is `tester`, the store is `data` and stdin is empty.
 pub fn cli(data: &Path) -> Command {
+    let mut c = bare();
+    c.arg("--data-dir").arg(data);
+    c
+}
+
+/// [`cli`] without `--data-dir`: the store comes from elsewhere (a config file).
+pub fn bare() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_agentstore"));
     for (var, _) in std::env::vars_os() {
         if var.to_string_lossy().starts_with("AGENTSTORE_") {
             c.env_remove(var);
         }
     }
-    c.env("USER", "tester")
-        .arg("--data-dir")
-        .arg(data)
-        .stdin(Stdio::null());
+    c.env("USER", "tester").stdin(Stdio::null());
     c
 }
 

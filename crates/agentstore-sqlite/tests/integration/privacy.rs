@@ -206,26 +206,7 @@ fn personal_data(t: &TestStore, subject: &str, word: &str) -> (String, String) {
         )
         .unwrap();
     t.store
-        .record_usage(
-            sc,
-            vec![NewUsage {
-                id: None,
-                session_id: Some(parent.id.clone()),
-                agent_id: None,
-                provider: "p".into(),
-                model: "m".into(),
-                operation: None,
-                input_tokens: 10,
-                output_tokens: 5,
-                estimated_cost: None,
-                actual_cost: None,
-                latency_ms: None,
-                quality_score: None,
-                success: true,
-                metadata: json!({}),
-                created_at: None,
-            }],
-        )
+        .record_usage(sc, vec![usage(Some(&parent.id), None)])
         .unwrap();
     for (i, text) in [format!("likes {word}"), format!("loves {word}")]
         .iter()
@@ -243,6 +224,27 @@ fn personal_data(t: &TestStore, subject: &str, word: &str) -> (String, String) {
     d.subject_id = Some(subject.into());
     t.store.put_document(sc, d).unwrap();
     (parent.id, child.id)
+}
+
+/// A model call, in `session` if given, made at `created_at` (default now).
+fn usage(session: Option<&str>, created_at: Option<agentstore::Timestamp>) -> NewUsage {
+    NewUsage {
+        id: None,
+        session_id: session.map(Into::into),
+        agent_id: None,
+        provider: "p".into(),
+        model: "m".into(),
+        operation: None,
+        input_tokens: 10,
+        output_tokens: 5,
+        estimated_cost: None,
+        actual_cost: None,
+        latency_ms: None,
+        quality_score: None,
+        success: true,
+        metadata: json!({}),
+        created_at,
+    }
 }
 
 fn keyword_hits(t: &TestStore, text: &str) -> usize {
@@ -514,25 +516,8 @@ fn retention_rules_sweep_what_outlived_them() {
     let long_ago = agentstore::time::from_micros(
         agentstore::time::to_micros(&agentstore::time::now()) - 91 * 86_400_000_000,
     );
-    let usage = |created_at| NewUsage {
-        id: None,
-        session_id: None,
-        agent_id: None,
-        provider: "p".into(),
-        model: "m".into(),
-        operation: None,
-        input_tokens: 1,
-        output_tokens: 1,
-        estimated_cost: None,
-        actual_cost: None,
-        latency_ms: None,
-        quality_score: None,
-        success: true,
-        metadata: json!({}),
-        created_at,
-    };
     t.store
-        .record_usage(sc, vec![usage(Some(long_ago)), usage(None)])
+        .record_usage(sc, vec![usage(None, Some(long_ago)), usage(None, None)])
         .unwrap();
     let point = |name: &str| NewMetricPoint {
         name: name.into(),
