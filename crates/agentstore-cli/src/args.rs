@@ -76,6 +76,29 @@ pub struct RawArgs {
     )]
     pub embedding_dim: Option<usize>,
 
+    /// File holding the master key (64 hex digits) that wraps each subject's data key:
+    /// with one, subjects' personal fields are encrypted at rest (docs/privacy.md). The
+    /// key itself may come from AGENTSTORE_MASTER_KEY instead. `keys generate-master`
+    /// prints a new one.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTSTORE_MASTER_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub master_key_file: Option<PathBuf>,
+
+    /// The master key as 64 hex digits; from the environment only (a flag would show it
+    /// in the process list).
+    #[arg(
+        long = "master-key-from-env",
+        global = true,
+        env = "AGENTSTORE_MASTER_KEY",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub master_key: Option<String>,
+
     /// Embed events' content too (off by default: appends stay fast).
     #[arg(long, global = true, env = "AGENTSTORE_EMBED_EVENTS")]
     pub embed_events: bool,
@@ -136,6 +159,18 @@ pub enum KeysAction {
     },
     /// List the tenant's keys (never their secrets).
     List,
+    /// Print a new random master key (64 hex digits) for field encryption; store it in
+    /// a file readable only by the server's user.
+    GenerateMaster,
+    /// Re-wrap every subject's data key under a new master key, in one transaction. The
+    /// current key comes from --master-key-file / AGENTSTORE_MASTER_KEY as usual. A
+    /// running server that reads its key from a file follows once that file holds the
+    /// new key: write the new key to it first, then rotate.
+    RotateMaster {
+        /// File holding the new master key.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
     /// Revoke a key; it stops working at once.
     Revoke {
         /// Key id.

@@ -42,6 +42,8 @@ pub struct Config {
     pub embedding: Option<EmbeddingConfig>,
     /// Embed events too.
     pub embed_events: bool,
+    /// The master key of field encryption, if any.
+    pub master_key: Option<agentstore_sqlite::MasterKeySource>,
     /// What to do.
     pub command: Command,
 }
@@ -98,6 +100,10 @@ pub enum Command {
     },
     Mcp,
     KeysList,
+    KeysGenerateMaster,
+    KeysRotateMaster {
+        new_key_file: PathBuf,
+    },
     KeysRevoke {
         id: String,
     },
@@ -175,6 +181,8 @@ impl Command {
             Command::Serve(_) => "serve",
             Command::KeysCreate { .. } => "keys create",
             Command::KeysList => "keys list",
+            Command::KeysGenerateMaster => "keys generate-master",
+            Command::KeysRotateMaster { .. } => "keys rotate-master",
             Command::Mcp => "mcp",
             Command::KeysRevoke { .. } => "keys revoke",
             Command::MigrateStatus => "migrate status",
@@ -269,7 +277,23 @@ impl Config {
             }
             (None, None) => None,
         };
+        let master_key = match (raw.master_key, raw.master_key_file.or(file.master_key_file)) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "master-key-file",
+                    "give either AGENTSTORE_MASTER_KEY or a master key file, not both",
+                ));
+            }
+            (Some(hex), None) => Some(agentstore_sqlite::MasterKeySource::Key(
+                agentstore_sqlite::MasterKey::from_hex(&hex).map_err(|_| {
+                    Error::invalid("AGENTSTORE_MASTER_KEY", "must be 64 hex digits (32 bytes)")
+                })?,
+            )),
+            (None, Some(path)) => Some(agentstore_sqlite::MasterKeySource::File(path)),
+            (None, None) => None,
+        };
         Ok(Config {
+            master_key,
             embedding,
             embed_events: raw.embed_events || file.embed_events == Some(true),
             data_dir: raw
@@ -326,6 +350,8 @@ fn resolve_command(raw: RawCommand) -> Result<Command> {
                     .map(|d| agentstore::time::now() + chrono::Duration::days(i64::from(d))),
             },
             KeysAction::List => Command::KeysList,
+            KeysAction::GenerateMaster => Command::KeysGenerateMaster,
+            KeysAction::RotateMaster { new_key_file } => Command::KeysRotateMaster { new_key_file },
             KeysAction::Revoke { id } => {
                 validate_id("id", &id)?;
                 Command::KeysRevoke { id }

@@ -19,6 +19,7 @@
 //! data_dir = "/var/lib/agentstore"   # relative paths are relative to this file
 //! durability = "full"        # full | normal
 //! model_dir = "/opt/models/all-MiniLM-L6-v2"
+//! master_key_file = "master.key" # field encryption (--master-key-file)
 //! embed_events = false
 //! keyword_index = "auto"     # auto | eager | off
 //! keyword_index_min_records = 50000  # auto: the store size at which it is built
@@ -108,6 +109,8 @@ pub struct StoreSettings {
     pub embed_events: Option<bool>,
     /// When the in-memory keyword index is built.
     pub keyword_index: Option<KeywordIndexMode>,
+    /// File holding the master key of field encryption.
+    pub master_key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -146,6 +149,7 @@ struct FileStore {
     embed_events: Option<bool>,
     keyword_index: Option<FileKeywordIndex>,
     keyword_index_min_records: Option<u64>,
+    master_key_file: Option<PathBuf>,
 }
 
 impl FileStore {
@@ -175,6 +179,7 @@ impl FileStore {
             model_dir: self.model_dir.map(|p| base.join(p)),
             embed_events: self.embed_events,
             keyword_index,
+            master_key_file: self.master_key_file.map(|p| base.join(p)),
         })
     }
 }

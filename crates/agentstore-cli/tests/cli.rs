@@ -9,7 +9,7 @@ use std::process::Stdio;
 use agentstore::Record;
 use serde_json::Value;
 
-use common::{cli, describe_args, fails, json, ok, run};
+use common::{cli, describe, describe_args, fails, json, ok, run};
 
 /// The schema version this build migrates to.
 fn latest() -> i64 {
@@ -322,7 +322,12 @@ fn backup_verify_restore() {
     let c = tmp.path().join("c");
     let restored = json(&c, &["restore", backup.to_str().unwrap()]);
     assert_eq!(restored["manifest"]["schema_version"], latest());
-    assert_eq!(ok(&c, &["export"]), ok(&a, &["export"]));
+    // The restored store holds the original's records and audit log, and then the
+    // restore's own audit entry.
+    let restored_export = ok(&c, &["export"]);
+    let (head, last) = restored_export.trim_end().rsplit_once('\n').unwrap();
+    assert_eq!(format!("{head}\n"), ok(&a, &["export"]));
+    assert!(last.contains("\"action\":\"store.restore\""), "{last}");
     assert!(ok(&c, &["events", &sid]).contains("how can I help"));
     // Restoring over an existing store needs --force.
     fails_any(&c, &["restore", backup.to_str().unwrap()]);
@@ -1083,4 +1088,57 @@ fn serve_answers_with_a_cli_key_and_stops_on_sigterm() {
     ok(&data, &["keys", "revoke", id]);
     let listed = json(&data, &["keys", "list"]);
     assert!(listed["items"][0]["revoked_at"].is_string(), "{listed}");
+}
+
+/// Field encryption from the command line: a generated master key opens the store it
+/// created; no key, or another one, is refused; `keys rotate-master` re-wraps the data
+/// keys so that only the new key opens the store, and is audited.
+#[test]
+fn master_key_generate_and_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key_file = |name: &str| {
+        let out = common::bare()
+            .args(["keys", "generate-master"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            describe("generate-master", &out)
+        );
+        let hex = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(hex.trim().len(), 64, "{hex}");
+        let p = dir.path().join(name);
+        std::fs::write(&p, hex).unwrap();
+        p.display().to_string()
+    };
+    let old = key_file("old.key");
+    let new = key_file("new.key");
+    ok(&data, &["--master-key-file", &old, "init"]);
+    assert!(data.join("keys.db").exists());
+    fails(&data, &["stats"], "config_error");
+    fails(&data, &["--master-key-file", &new, "stats"], "config_error");
+    let rotated = json(
+        &data,
+        &[
+            "--master-key-file",
+            &old,
+            "keys",
+            "rotate-master",
+            "--new-key-file",
+            &new,
+        ],
+    );
+    assert_eq!(rotated["data_keys"], 0, "{rotated}");
+    fails(&data, &["--master-key-file", &old, "stats"], "config_error");
+    let audit = json(&data, &["--master-key-file", &new, "audit"]);
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "keyring.rotate_master"),
+        "{audit}"
+    );
 }

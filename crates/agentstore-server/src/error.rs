@@ -19,6 +19,7 @@ pub const STATUS: &[(&str, u16)] = &[
     // A legal gate, not a malformed request: the caller must record consent first.
     ("consent_required", 403),
     ("lock_held", 409),
+    ("key_unavailable", 410),
     ("stale_token", 409),
     ("import_error", 400),
     // The deployment is not ready for this binary (migrations pending, bad config): the

@@ -570,7 +570,12 @@ fn list_files(root: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
 /// in between, and SQLite restarts such a backup whenever another connection writes,
 /// which under a steady stream of appends might never finish.
 fn copy_database(src_path: &Path, dst_path: &Path) -> Result<()> {
-    let src = crate::conn::open_connection(src_path, &OpenOptions::default(), true)?;
+    let src = crate::conn::open_connection(
+        src_path,
+        &OpenOptions::default(),
+        true,
+        &crate::keyring::Keyring::disabled(),
+    )?;
     let mut dst = Connection::open(dst_path).db()?;
     {
         let b = rusqlite::backup::Backup::new(&src, &mut dst).db()?;
@@ -954,7 +959,14 @@ pub fn restore(backup_dir: &Path, data_dir: &Path, force: bool) -> Result<Backup
     let tag = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
     let tmp = parent.join(format!(".{name}.restore-{tag}"));
     std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-    if let Err(e) = fill_restore_dir(backup_dir, &tmp, &manifest) {
+    let filled = fill_restore_dir(backup_dir, &tmp, &manifest).and_then(|()| {
+        if existing == Some(false) {
+            keep_keyring(data_dir, &tmp)
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = filled {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -985,6 +997,28 @@ pub fn restore(backup_dir: &Path, data_dir: &Path, force: bool) -> Result<Backup
     })?;
     sync_dir(&parent)?;
     Ok(manifest)
+}
+
+/// The keyring is not part of a backup (crypto-shredding: an erased subject's data key
+/// must not come back with an old copy of the store), so a restore over a data directory
+/// keeps the keyring that is there: copied with SQLite's backup API, consistent even if
+/// its WAL holds the last changes.
+fn keep_keyring(data_dir: &Path, restored: &Path) -> Result<()> {
+    let from = data_dir.join(crate::keyring::KEYRING_FILE);
+    if !from.exists() {
+        return Ok(());
+    }
+    let to = restored.join(crate::keyring::KEYRING_FILE);
+    let src =
+        Connection::open_with_flags(&from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).db()?;
+    let mut dst = Connection::open(&to).db()?;
+    rusqlite::backup::Backup::new(&src, &mut dst)
+        .db()?
+        .run_to_completion(256, Duration::from_millis(25), None)
+        .db()?;
+    dst.close().map_err(|(_, e)| crate::sql::db_err(e))?;
+    make_private(&to)?;
+    sync_file(&to)
 }
 
 /// Copies every manifest file into `dir`, checking each against the manifest again

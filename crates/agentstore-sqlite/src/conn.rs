@@ -1,12 +1,13 @@
 //! The data directory, connection setup and the writer / reader split.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentstore::{Error, Limits, Result};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+use crate::keyring::{Keyring, MasterKeySource};
 use crate::migrate;
 use crate::sql::SqlResult;
 
@@ -167,6 +168,10 @@ pub struct OpenOptions {
     /// caches, 25% more memory). An index snapshot built with other parameters is
     /// rebuilt.
     pub vector_index: crate::IndexParams,
+    /// The master key wrapping subjects' data keys (`keyring.rs`). With one, subjects'
+    /// personal fields are encrypted; a store that has a keyring refuses to open without
+    /// it.
+    pub master_key: Option<MasterKeySource>,
 }
 
 impl Default for OpenOptions {
@@ -181,6 +186,7 @@ impl Default for OpenOptions {
             limits: Limits::default(),
             keyword_index: crate::KeywordIndexMode::default(),
             vector_index: crate::IndexParams::default(),
+            master_key: None,
         }
     }
 }
@@ -252,6 +258,7 @@ pub(crate) fn open_connection(
     path: &Path,
     opts: &OpenOptions,
     read_only: bool,
+    keyring: &Arc<Keyring>,
 ) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -272,6 +279,7 @@ pub(crate) fn open_connection(
     if read_only {
         conn.execute_batch("PRAGMA query_only = ON;").db()?;
     }
+    keyring.register(&conn)?;
     Ok(conn)
 }
 
@@ -281,6 +289,7 @@ pub(crate) struct Connections {
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
     opts: OpenOptions,
+    keyring: Arc<Keyring>,
 }
 
 impl Connections {
@@ -300,10 +309,11 @@ impl Connections {
         // waiting in its busy handler, to avoid a lock-upgrade deadlock. Opening is
         // idempotent (migrations are one exclusive transaction), so it is retried whole
         // within the busy timeout.
+        let keyring = Keyring::open(dir.root(), opts.master_key.clone())?;
         let started = std::time::Instant::now();
         let writer = loop {
             let attempt = (|| {
-                let mut writer = open_connection(&path, opts, false)?;
+                let mut writer = open_connection(&path, opts, false, &keyring)?;
                 if opts.migrate {
                     migrate::up(&mut writer, None)?;
                 }
@@ -322,6 +332,7 @@ impl Connections {
             readers: Mutex::new(Vec::new()),
             path,
             opts: opts.clone(),
+            keyring,
         })
     }
 
@@ -369,7 +380,7 @@ impl Connections {
         let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut conn = match conn {
             Some(c) => c,
-            None => open_connection(&self.path, &self.opts, true)?,
+            None => open_connection(&self.path, &self.opts, true, &self.keyring)?,
         };
         let out = f(&mut conn);
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
@@ -377,6 +388,11 @@ impl Connections {
             pool.push(conn);
         }
         out
+    }
+
+    /// The keyring of subjects' data keys.
+    pub(crate) fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
     /// The database path.

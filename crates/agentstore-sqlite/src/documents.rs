@@ -16,8 +16,12 @@ use crate::sql::*;
 use crate::tenants::{require_refs, require_tenant};
 
 pub(crate) const DOCUMENT_COLUMNS: &str = "id, tenant_id, namespace, title, doc_type, source_path, source_url, content_hash, word_count, content, subject_id, chunk_size, chunk_overlap, metadata, created_at, updated_at";
+/// [`DOCUMENT_COLUMNS`] for reading: sealed fields opened (`keyring.rs`).
+pub(crate) const DOCUMENT_SELECT: &str = "id, tenant_id, namespace, as_open(title), doc_type, source_path, source_url, content_hash, word_count, as_open(content), subject_id, chunk_size, chunk_overlap, metadata, created_at, updated_at";
 
 pub(crate) const CHUNK_COLUMNS: &str = "id, tenant_id, document_id, idx, content, content_hash, start, \"end\", word_count, token_count, query_count, last_queried_at, created_at";
+/// [`CHUNK_COLUMNS`] for reading: the content opened (`keyring.rs`).
+pub(crate) const CHUNK_SELECT: &str = "id, tenant_id, document_id, idx, as_open(content), content_hash, start, \"end\", word_count, token_count, query_count, last_queried_at, created_at";
 
 pub(crate) fn document_row(r: &Row<'_>) -> rusqlite::Result<Result<Document>> {
     let nsv: String = r.get(2)?;
@@ -86,8 +90,8 @@ fn id_taken(
 /// Inserts a complete document verbatim (also used by import).
 pub(crate) fn insert_document(tx: &Connection, d: &Document) -> Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
-             ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        "INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES (?1, ?2, ?3, as_seal(?2, ?11, ?4),
+             ?5, ?6, ?7, ?8, ?9, as_seal(?2, ?11, ?10), ?11, ?12, ?13, ?14, ?15, ?16)"
     ))
     .db()?
     .execute(params![
@@ -115,8 +119,9 @@ pub(crate) fn insert_document(tx: &Connection, d: &Document) -> Result<()> {
 /// Inserts a complete chunk verbatim (also used by import).
 pub(crate) fn insert_chunk(tx: &Connection, c: &Chunk) -> Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-             ?11, ?12, ?13)"
+        "INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES (?1, ?2, ?3, ?4,
+             as_seal(?2, (SELECT subject_id FROM documents WHERE tenant_id = ?2 AND id = ?3), ?5),
+             ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))
     .db()?
     .execute(params![
@@ -166,7 +171,7 @@ fn by_source_path(
     find_one(
         c,
         &format!(
-            "SELECT {DOCUMENT_COLUMNS} FROM documents
+            "SELECT {DOCUMENT_SELECT} FROM documents
              WHERE tenant_id = ?1 AND namespace = ?2 AND source_path = ?3 ORDER BY rid LIMIT 1"
         ),
         params![tenant, ns(ns_), path],
@@ -204,8 +209,9 @@ fn replace(
         ..d
     };
     tx.prepare_cached(
-        "UPDATE documents SET namespace = ?1, title = ?2, doc_type = ?3, source_path = ?4,
-             source_url = ?5, content_hash = ?6, word_count = ?7, content = ?8, subject_id = ?9,
+        "UPDATE documents SET namespace = ?1, title = as_seal(?14, ?9, ?2), doc_type = ?3,
+             source_path = ?4, source_url = ?5, content_hash = ?6, word_count = ?7,
+             content = as_seal(?14, ?9, ?8), subject_id = ?9,
              chunk_size = ?10, chunk_overlap = ?11, metadata = ?12, updated_at = ?13
          WHERE tenant_id = ?14 AND id = ?15",
     )
@@ -350,7 +356,7 @@ pub(crate) fn record_queries(
 pub(crate) fn get(c: &Connection, tenant: &str, id: &str) -> Result<Option<Document>> {
     find_one(
         c,
-        &format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE tenant_id = ?1 AND id = ?2"),
+        &format!("SELECT {DOCUMENT_SELECT} FROM documents WHERE tenant_id = ?1 AND id = ?2"),
         params![tenant, id],
     )
 }
@@ -373,7 +379,7 @@ pub(crate) fn list(c: &Connection, tenant: &str, q: &DocumentQuery) -> Result<Pa
     }
     page(
         c,
-        &format!("SELECT {DOCUMENT_COLUMNS} FROM documents"),
+        &format!("SELECT {DOCUMENT_SELECT} FROM documents"),
         &f,
         "created_at DESC, id DESC",
         q.limit,
@@ -384,7 +390,7 @@ pub(crate) fn list(c: &Connection, tenant: &str, q: &DocumentQuery) -> Result<Pa
 
 pub(crate) fn list_chunks(c: &Connection, tenant: &str, document_id: &str) -> Result<Vec<Chunk>> {
     c.prepare_cached(&format!(
-        "SELECT {CHUNK_COLUMNS} FROM chunks WHERE tenant_id = ?1 AND document_id = ?2 ORDER BY idx"
+        "SELECT {CHUNK_SELECT} FROM chunks WHERE tenant_id = ?1 AND document_id = ?2 ORDER BY idx"
     ))
     .db()?
     .query_map([tenant, document_id], chunk_row)
@@ -396,7 +402,7 @@ pub(crate) fn list_chunks(c: &Connection, tenant: &str, document_id: &str) -> Re
 pub(crate) fn get_chunk(c: &Connection, tenant: &str, id: &str) -> Result<Option<Chunk>> {
     opt(c
         .prepare_cached(&format!(
-            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE tenant_id = ?1 AND id = ?2"
+            "SELECT {CHUNK_SELECT} FROM chunks WHERE tenant_id = ?1 AND id = ?2"
         ))
         .db()?
         .query_row([tenant, id], chunk_row))

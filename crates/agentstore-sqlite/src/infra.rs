@@ -544,9 +544,6 @@ pub(crate) fn sweep_expired(tx: &Connection, scope: &Scope, at: Timestamp) -> Re
     let tenant = scope.tenant.as_str();
     let cutoff = ts(&at);
     let mut report = SweepReport::default();
-    // What leaves here is meant to leave the files too (retention): the full-text tables
-    // drop the tokens of deleted rows instead of marking them.
-    crate::privacy::fts_secure_delete(tx, true)?;
     let p = params![tenant, cutoff];
     // Without a rule the retention conditions are all false, and leaving them out keeps
     // the expiry deletes on their `expires_at` plans instead of scanning every row.
@@ -625,7 +622,10 @@ pub(crate) fn sweep_expired(tx: &Connection, scope: &Scope, at: Timestamp) -> Re
         "metric_points",
         outlived("metric", "at", Some("name"), None),
     )?;
-    crate::privacy::fts_secure_delete(tx, false)?;
+    // What left here is meant to leave the files too (retention).
+    if report.removed() > 0 {
+        crate::privacy::fts_purge(tx)?;
+    }
     report.kv = tx
         .prepare_cached(
             "DELETE FROM kv_entries

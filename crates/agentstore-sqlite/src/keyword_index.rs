@@ -123,14 +123,19 @@ fn key(t: Target, rid: i64) -> u64 {
 }
 
 /// The searchable text of a target's records, concatenated (FTS5 indexes the same
-/// columns, see migration 0003).
+/// columns, see migrations 0003 and 0008: sealed fields opened, a strict subject's left
+/// out).
 fn text_sql(t: Target) -> &'static str {
     match t {
         Target::Memory => {
-            "SELECT rid, tenant_id, concat_ws(' ', content, summary, topic, tags) FROM memories"
+            "SELECT rid, tenant_id, concat_ws(' ', as_index(content), as_index(summary),
+                 as_index(topic, content), as_index(tags, content)) FROM memories"
         }
-        Target::Chunk => "SELECT rid, tenant_id, content FROM chunks",
-        Target::Event => "SELECT rid, tenant_id, concat_ws(' ', content, tool_name) FROM events",
+        Target::Chunk => "SELECT rid, tenant_id, as_index(content) FROM chunks",
+        Target::Event => {
+            "SELECT rid, tenant_id, concat_ws(' ', as_index(content), as_index(tool_name, content))
+             FROM events"
+        }
     }
 }
 

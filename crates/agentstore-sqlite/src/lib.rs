@@ -43,6 +43,7 @@ mod checkpoints;
 mod conn;
 mod documents;
 mod infra;
+mod keyring;
 mod keyword_index;
 mod memories;
 pub mod migrate;
@@ -65,6 +66,7 @@ use agentstore::*;
 pub use admin::{read_manifest, restore, verify_backup};
 pub use agentstore_vector::{IndexParams, Quantization};
 pub use conn::{DataDir, Durability, OpenOptions, pragmas};
+pub use keyring::{KEYRING_FILE, MasterKey, MasterKeySource};
 pub use keyword_index::KeywordIndexMode;
 
 /// The SQLite backend. Open it with [`open`] or [`SqliteBackend::open`].
@@ -148,6 +150,54 @@ impl SqliteBackend {
         }
     }
 
+    /// A strict subject's data key is made before the write that creates the subject, so
+    /// that a field sealed in the same write already finds it strict. A write that then
+    /// fails leaves a key without a subject, which `maintenance` destroys.
+    fn strict_keys_first(&self, ops: &[WriteOp]) -> Result<()> {
+        for op in ops {
+            if let WriteOp::CreateSubject(s) = op
+                && s.strict
+            {
+                if !self.conns.keyring().enabled() {
+                    return Err(Error::invalid(
+                        "strict",
+                        "strict privacy needs field encryption: open the store with a master key",
+                    ));
+                }
+                self.conns
+                    .keyring()
+                    .create_subject_key(&s.tenant_id, &s.id, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Crypto-shredding: after an erasure has committed, the subject's data key goes. The
+    /// rows went first, so a failure here leaves a key without data, never data without
+    /// its key; `maintenance` destroys such keys.
+    fn destroy_erased_keys(&self, scope: &Scope, out: &mut [WriteResult]) -> Result<()> {
+        for r in out.iter_mut() {
+            if let WriteResult::Erased(e) = r {
+                e.data_key_destroyed = self
+                    .conns
+                    .keyring()
+                    .destroy_subject_key(&scope.tenant, &e.subject_id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-wraps every subject's data key under `new` and makes it the master key
+    /// (`agentstore keys rotate-master`). Returns how many keys were re-wrapped.
+    pub fn rotate_master_key(&self, new: MasterKey) -> Result<usize> {
+        self.conns.keyring().rotate_master(new)
+    }
+
+    /// The id of the master key in use; None when field encryption is off.
+    pub fn master_key_id(&self) -> Option<String> {
+        self.conns.keyring().master_id()
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         self.dir.root()
@@ -176,7 +226,8 @@ impl Backend for SqliteBackend {
     fn write(&self, scope: &Scope, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>> {
         let vectors = ops.iter().any(write::adds_vectors);
         let keyword_rows: u64 = ops.iter().map(write::keyword_rows).sum();
-        let out: Vec<WriteResult> = self.conns.write(|tx| {
+        self.strict_keys_first(&ops)?;
+        let mut out: Vec<WriteResult> = self.conns.write(|tx| {
             ops.into_iter()
                 .map(|op| write::apply(tx, scope, op))
                 .collect()
@@ -189,6 +240,7 @@ impl Backend for SqliteBackend {
             let _ = self.sync_vectors();
         }
         self.keywords.after_write(&self.conns, keyword_rows);
+        self.destroy_erased_keys(scope, &mut out)?;
         // An erasure, or a sweep that removed something: its bytes leave the files too.
         let removed = out.iter().any(|r| match r {
             WriteResult::Erased(_) => true,
@@ -476,6 +528,17 @@ impl Backend for SqliteBackend {
     fn maintenance(&self, opts: &MaintenanceOptions) -> Result<MaintenanceReport> {
         let mut rep = admin::maintenance(&self.conns, &self.dir, opts)?;
         rep.steps.push(self.snapshot_vectors()?);
+        if self.conns.keyring().enabled() {
+            let n = self.conns.keyring().destroy_orphans(|tenant, subject| {
+                Ok(self
+                    .read_one(|c| tenants::get_subject(c, tenant, subject))?
+                    .is_some())
+            })?;
+            rep.steps.push(format!(
+                "keyring: {n} data key(s) without a subject destroyed ({})",
+                self.conns.keyring().path().display()
+            ));
+        }
         let protect = self.keywords.watermark();
         let n = self
             .conns

@@ -17,6 +17,8 @@ use crate::sql::*;
 use crate::tenants::{require_refs, require_tenant};
 
 pub(crate) const MEMORY_COLUMNS: &str = "id, tenant_id, namespace, kind, key, content, summary, tier, importance, confidence, success_rate, pinned, priority, topic, domain, tags, source_sessions, source_events, subject_id, agent_id, access_count, last_accessed_at, token_count, content_hash, valid_from, valid_to, superseded_by, expires_at, metadata, created_at, updated_at";
+/// [`MEMORY_COLUMNS`] for reading: sealed fields opened (`keyring.rs`).
+pub(crate) const MEMORY_SELECT: &str = "id, tenant_id, namespace, kind, key, as_open(content), as_open(summary), tier, importance, confidence, success_rate, pinned, priority, topic, domain, tags, source_sessions, source_events, subject_id, agent_id, access_count, last_accessed_at, token_count, content_hash, valid_from, valid_to, superseded_by, expires_at, metadata, created_at, updated_at";
 
 pub(crate) fn memory_row(r: &Row<'_>) -> rusqlite::Result<Result<Memory>> {
     let nsv: String = r.get(2)?;
@@ -71,7 +73,8 @@ pub(crate) fn memory_row(r: &Row<'_>) -> rusqlite::Result<Result<Memory>> {
 /// Inserts a complete memory verbatim (also used by import).
 pub(crate) fn insert_memory(tx: &Connection, m: &Memory) -> Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT INTO memories ({MEMORY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+        "INSERT INTO memories ({MEMORY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5,
+             as_seal(?2, ?19, ?6), as_seal(?2, ?19, ?7), ?8, ?9, ?10,
              ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26,
              ?27, ?28, ?29, ?30, ?31)"
     ))
@@ -173,7 +176,12 @@ fn update_in_place(
         ..m
     };
     tx.prepare_cached(
-        "UPDATE memories SET kind = ?1, summary = ?2, tier = ?3, importance = ?4,
+        // A memory moved to another subject is sealed again under that subject's key,
+        // so erasing either subject takes exactly its own text.
+        "UPDATE memories SET kind = ?1, summary = as_seal(?20, ?14, ?2), tier = ?3,
+             content = CASE WHEN subject_id IS ?14 THEN content
+                            ELSE as_seal(?20, ?14, as_open(content)) END,
+             importance = ?4,
              confidence = ?5, success_rate = ?6, pinned = ?7, priority = ?8, topic = ?9,
              domain = ?10, tags = ?11, source_sessions = ?12, source_events = ?13,
              subject_id = ?14, agent_id = ?15, token_count = ?16, expires_at = ?17,
@@ -386,7 +394,7 @@ fn query_memories(c: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Resu
 pub(crate) fn get(c: &Connection, tenant: &str, id: &str) -> Result<Option<Memory>> {
     opt(c
         .prepare_cached(&format!(
-            "SELECT {MEMORY_COLUMNS} FROM memories WHERE tenant_id = ?1 AND id = ?2"
+            "SELECT {MEMORY_SELECT} FROM memories WHERE tenant_id = ?1 AND id = ?2"
         ))
         .db()?
         .query_row([tenant, id], memory_row))?
@@ -416,7 +424,7 @@ pub(crate) fn get_by_key(
         None => query_memories(
             c,
             &format!(
-                "SELECT {MEMORY_COLUMNS} FROM memories
+                "SELECT {MEMORY_SELECT} FROM memories
                  WHERE tenant_id = ?1 AND namespace = ?2 AND key = ?3 AND valid_to IS NULL"
             ),
             params![tenant, nsv, key],
@@ -424,7 +432,7 @@ pub(crate) fn get_by_key(
         Some(t) => query_memories(
             c,
             &format!(
-                "SELECT {MEMORY_COLUMNS} FROM memories
+                "SELECT {MEMORY_SELECT} FROM memories
                  WHERE tenant_id = ?1 AND namespace = ?2 AND key = ?3
                    AND valid_from <= ?4 AND (valid_to IS NULL OR valid_to > ?4)
                  ORDER BY valid_from DESC, rid DESC LIMIT 1"
@@ -444,7 +452,7 @@ pub(crate) fn history(
     query_memories(
         c,
         &format!(
-            "SELECT {MEMORY_COLUMNS} FROM memories
+            "SELECT {MEMORY_SELECT} FROM memories
              WHERE tenant_id = ?1 AND namespace = ?2 AND key = ?3
              ORDER BY valid_from, rid"
         ),
@@ -643,7 +651,7 @@ pub(crate) fn list(
     };
     page(
         c,
-        &format!("SELECT {MEMORY_COLUMNS} FROM memories"),
+        &format!("SELECT {MEMORY_SELECT} FROM memories"),
         &f,
         order_by,
         q.limit,

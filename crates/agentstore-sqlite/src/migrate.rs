@@ -80,6 +80,12 @@ pub static MIGRATIONS: &[Migration] = &[
         up: include_str!("../migrations/0007_retention.up.sql"),
         down: include_str!("../migrations/0007_retention.down.sql"),
     },
+    Migration {
+        version: 8,
+        name: "field_encryption",
+        up: include_str!("../migrations/0008_field_encryption.up.sql"),
+        down: include_str!("../migrations/0008_field_encryption.down.sql"),
+    },
 ];
 
 /// The latest version this binary knows.
@@ -114,6 +120,9 @@ pub struct MigrationStatus {
 }
 
 fn ensure_table(conn: &Connection) -> Result<()> {
+    // Migrations call the field-encryption functions (0008); a bare connection gets the
+    // keyring-less ones.
+    crate::keyring::Keyring::ensure_functions(conn)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version     INTEGER PRIMARY KEY,
@@ -310,7 +319,7 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         assert!(matches!(
             check(&c),
-            Err(Error::SchemaPending { pending: 7, .. })
+            Err(Error::SchemaPending { pending: 8, .. })
         ));
         assert_eq!(up(&mut c, Some(1)).unwrap(), vec![1]);
         let v1 = schema(&c);
@@ -324,9 +333,13 @@ mod tests {
         let v5 = schema(&c);
         assert_eq!(up(&mut c, Some(6)).unwrap(), vec![6]);
         let v6 = schema(&c);
-        assert_eq!(up(&mut c, None).unwrap(), vec![7]);
+        assert_eq!(up(&mut c, Some(7)).unwrap(), vec![7]);
+        let v7 = schema(&c);
+        assert_eq!(up(&mut c, None).unwrap(), vec![8]);
         check(&c).unwrap();
         let full = schema(&c);
+        assert_eq!(down(&mut c, Some(7)).unwrap(), vec![8]);
+        assert_eq!(schema(&c), v7);
         assert_eq!(down(&mut c, Some(6)).unwrap(), vec![7]);
         assert_eq!(schema(&c), v6);
         assert_eq!(down(&mut c, Some(5)).unwrap(), vec![6]);

@@ -10,14 +10,14 @@ use crate::audit;
 use crate::checkpoints::{
     CHECKPOINT_COLUMNS, PENDING_WRITE_COLUMNS, checkpoint_row, pending_write_row,
 };
-use crate::documents::{CHUNK_COLUMNS, DOCUMENT_COLUMNS, chunk_row, document_row};
-use crate::memories::{MEMORY_COLUMNS, memory_row};
-use crate::sessions::{EVENT_COLUMNS, SESSION_COLUMNS, event_row, session_row};
+use crate::documents::{CHUNK_SELECT, DOCUMENT_SELECT, chunk_row, document_row};
+use crate::memories::{MEMORY_SELECT, memory_row};
+use crate::sessions::{EVENT_SELECT, SESSION_SELECT, event_row, session_row};
 use crate::sql::*;
 use crate::telemetry::{USAGE_COLUMNS, usage_row};
 use crate::tenants::get_subject;
 
-/// The full-text tables, each external-content over its record table.
+/// The full-text tables (contentless, migration 8).
 const FTS_TABLES: [&str; 3] = ["memories_fts", "chunks_fts", "events_fts"];
 
 /// Ids selected by `sql` (one text column) with the tenant and subject as ?1 and ?2.
@@ -84,7 +84,7 @@ pub(crate) fn export_subject(
     let of_subject = (tenant, id);
     let sessions = select(
         c,
-        (SESSION_COLUMNS, "sessions"),
+        (SESSION_SELECT, "sessions"),
         OF_SUBJECT,
         "rid",
         of_subject,
@@ -94,7 +94,7 @@ pub(crate) fn export_subject(
     let of_sessions = (tenant, session_ids.as_str());
     let events = select(
         c,
-        (EVENT_COLUMNS, "events"),
+        (EVENT_SELECT, "events"),
         IN_SESSIONS,
         "session_id, seq",
         of_sessions,
@@ -126,7 +126,7 @@ pub(crate) fn export_subject(
     )?;
     let memories = select(
         c,
-        (MEMORY_COLUMNS, "memories"),
+        (MEMORY_SELECT, "memories"),
         OF_SUBJECT,
         "rid",
         of_subject,
@@ -134,7 +134,7 @@ pub(crate) fn export_subject(
     )?;
     let documents = select(
         c,
-        (DOCUMENT_COLUMNS, "documents"),
+        (DOCUMENT_SELECT, "documents"),
         OF_SUBJECT,
         "rid",
         of_subject,
@@ -143,7 +143,7 @@ pub(crate) fn export_subject(
     let document_ids = id_list(documents.iter().map(|d| d.id.as_str()));
     let chunks = select(
         c,
-        (CHUNK_COLUMNS, "chunks"),
+        (CHUNK_SELECT, "chunks"),
         IN_DOCUMENTS,
         "document_id, idx",
         (tenant, &document_ids),
@@ -179,17 +179,17 @@ pub(crate) fn export_subject(
     }))
 }
 
-/// Turns FTS5's secure-delete on or off for every full-text table. With it off (the
-/// default, and the fast path for ordinary deletes) a deleted row's tokens stay in the
-/// index file beside a delete marker until segments merge; with it on they are removed
-/// at once. The setting is stored in the table, so it is set inside the transaction.
-pub(crate) fn fts_secure_delete(tx: &Connection, on: bool) -> Result<()> {
+/// Rewrites every full-text index without the rows deleted so far. The indexes are
+/// contentless with `contentless_delete` (migration 8): a delete marks the row with a
+/// tombstone and its tokens stay in the index pages until their segments are merged,
+/// which FTS5's secure-delete option cannot change for such tables (it needs the
+/// deleted text, which the index does not have). `optimize` merges every segment into
+/// one without them, and `secure_delete` zeroes the freed pages. It costs a pass over
+/// each index, so only erasures and sweeps that removed something pay it.
+pub(crate) fn fts_purge(tx: &Connection) -> Result<()> {
     for t in FTS_TABLES {
-        tx.execute(
-            &format!("INSERT INTO {t} ({t}, rank) VALUES ('secure-delete', ?1)"),
-            [i64::from(on)],
-        )
-        .db()?;
+        tx.execute(&format!("INSERT INTO {t} ({t}) VALUES ('optimize')"), [])
+            .db()?;
     }
     Ok(())
 }
@@ -199,7 +199,6 @@ pub(crate) fn erase_subject(tx: &Connection, scope: &Scope, id: &str) -> Result<
     if get_subject(tx, tenant, id)?.is_none() {
         return Err(Error::not_found("subject", id));
     }
-    fts_secure_delete(tx, true)?;
     let p: [&dyn rusqlite::ToSql; 2] = [&tenant, &id];
     let sessions = ids(
         tx,
@@ -263,7 +262,7 @@ pub(crate) fn erase_subject(tx: &Connection, scope: &Scope, id: &str) -> Result<
         "DELETE FROM subjects WHERE tenant_id = ?1 AND id = ?2",
         &p,
     )?;
-    fts_secure_delete(tx, false)?;
+    fts_purge(tx)?;
     let report = Erasure {
         subject_id: id.to_owned(),
         sessions,
@@ -274,6 +273,8 @@ pub(crate) fn erase_subject(tx: &Connection, scope: &Scope, id: &str) -> Result<
         documents,
         chunks,
         vectors,
+        // Set by the backend once the transaction has committed (`keyring.rs`).
+        data_key_destroyed: false,
     };
     audit::append(
         tx,

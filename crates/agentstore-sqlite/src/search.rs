@@ -295,7 +295,8 @@ pub(crate) fn index_pending_events(tx: &Connection) -> Result<u64> {
     let n = tx
         .prepare_cached(
             "INSERT INTO events_fts (rowid, content, tool_name)
-             SELECT rid, content, tool_name FROM events WHERE rid > ?1 AND rid <= ?2",
+             SELECT rid, as_index(content), as_index(tool_name, content) FROM events
+             WHERE rid > ?1 AND rid <= ?2",
         )
         .db()?
         .execute([mark, max])

@@ -10,6 +10,8 @@ use crate::sql::*;
 use crate::tenants::{require_refs, require_tenant, require_writable_session};
 
 pub(crate) const SESSION_COLUMNS: &str = "id, tenant_id, namespace, kind, status, title, domain, task_type, subject_id, agent_id, parent_id, started_at, ended_at, success, reward, reflection, priority, metadata, expires_at, created_at, updated_at";
+/// [`SESSION_COLUMNS`] for reading: sealed fields opened (`keyring.rs`).
+pub(crate) const SESSION_SELECT: &str = "id, tenant_id, namespace, kind, status, as_open(title), domain, task_type, subject_id, agent_id, parent_id, started_at, ended_at, success, reward, as_open(reflection), priority, metadata, expires_at, created_at, updated_at";
 
 pub(crate) fn session_row(r: &Row<'_>) -> rusqlite::Result<Result<Session>> {
     let nsv: String = r.get(2)?;
@@ -42,8 +44,9 @@ pub(crate) fn session_row(r: &Row<'_>) -> rusqlite::Result<Result<Session>> {
 
 pub(crate) fn insert_session(tx: &Connection, s: &Session) -> Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+        "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5,
+             as_seal(?2, ?9, ?6), ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+             as_seal(?2, ?9, ?16), ?17, ?18, ?19, ?20, ?21)"
     ))
     .db()?
     .execute(params![
@@ -152,8 +155,8 @@ pub(crate) fn update_session(
     }
     s.updated_at = at;
     tx.prepare_cached(
-        "UPDATE sessions SET status = ?1, title = ?2, ended_at = ?3, success = ?4, reward = ?5,
-             reflection = ?6, priority = ?7, metadata = ?8, expires_at = ?9, updated_at = ?10
+        "UPDATE sessions SET status = ?1, title = as_seal(?11, subject_id, ?2), ended_at = ?3,
+             success = ?4, reward = ?5, reflection = as_seal(?11, subject_id, ?6), priority = ?7, metadata = ?8, expires_at = ?9, updated_at = ?10
          WHERE tenant_id = ?11 AND id = ?12",
     )
     .db()?
@@ -224,7 +227,7 @@ pub(crate) fn delete_session(tx: &Connection, scope: &Scope, id: &str) -> Result
 pub(crate) fn get_session(c: &Connection, tenant: &str, id: &str) -> Result<Option<Session>> {
     opt(c
         .prepare_cached(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = ?1 AND id = ?2"
+            "SELECT {SESSION_SELECT} FROM sessions WHERE tenant_id = ?1 AND id = ?2"
         ))
         .db()?
         .query_row([tenant, id], session_row))?
@@ -266,7 +269,7 @@ pub(crate) fn list_sessions(
     }
     page(
         c,
-        &format!("SELECT {SESSION_COLUMNS} FROM sessions"),
+        &format!("SELECT {SESSION_SELECT} FROM sessions"),
         &f,
         "started_at DESC, id DESC",
         q.limit,
@@ -278,6 +281,8 @@ pub(crate) fn list_sessions(
 // ------------------------------------------------------------------------- events
 
 pub(crate) const EVENT_COLUMNS: &str = "id, tenant_id, session_id, seq, kind, role, content, tool_name, parameters, result, success, duration_ms, tokens, cost, metadata, created_at";
+/// [`EVENT_COLUMNS`] for reading: sealed fields opened (`keyring.rs`).
+pub(crate) const EVENT_SELECT: &str = "id, tenant_id, session_id, seq, kind, role, as_open(content), tool_name, as_open(parameters), as_open(result), success, duration_ms, tokens, cost, metadata, created_at";
 
 pub(crate) fn event_row(r: &Row<'_>) -> rusqlite::Result<Result<Event>> {
     let params_: Option<String> = r.get(8)?;
@@ -313,8 +318,13 @@ pub(crate) fn event_row(r: &Row<'_>) -> rusqlite::Result<Result<Event>> {
 
 pub(crate) fn insert_event(tx: &Connection, e: &Event) -> Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-             ?11, ?12, ?13, ?14, ?15, ?16)"
+        // The session's subject, looked up once, decides whose key seals the fields.
+        "INSERT INTO events ({EVENT_COLUMNS})
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, as_seal(?2, s.subject_id, ?7), ?8,
+                as_seal(?2, s.subject_id, ?9), as_seal(?2, s.subject_id, ?10),
+                ?11, ?12, ?13, ?14, ?15, ?16
+         FROM (SELECT (SELECT subject_id FROM sessions WHERE tenant_id = ?2 AND id = ?3)
+               AS subject_id) s"
     ))
     .db()?
     .execute(params![
@@ -393,7 +403,7 @@ pub(crate) fn append_events(
 pub(crate) fn get_event(c: &Connection, tenant: &str, id: &str) -> Result<Option<Event>> {
     opt(c
         .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND id = ?2"
+            "SELECT {EVENT_SELECT} FROM events WHERE tenant_id = ?1 AND id = ?2"
         ))
         .db()?
         .query_row([tenant, id], event_row))?
@@ -425,7 +435,7 @@ pub(crate) fn list_events(c: &Connection, tenant: &str, q: &EventQuery) -> Resul
     let order = if q.descending { "seq DESC" } else { "seq ASC" };
     page(
         c,
-        &format!("SELECT {EVENT_COLUMNS} FROM events"),
+        &format!("SELECT {EVENT_SELECT} FROM events"),
         &f,
         order,
         q.limit,

@@ -98,6 +98,19 @@ pub(crate) fn decode_cursor(s: &str) -> Result<(i64, String)> {
 /// normally caught earlier by explicit checks that name the record; this is the
 /// safety net, so the message stays generic.
 pub(crate) fn db_err(e: rusqlite::Error) -> Error {
+    let text = match &e {
+        rusqlite::Error::SqliteFailure(_, Some(m)) => Some(m.clone()),
+        rusqlite::Error::UserFunctionError(m) => Some(m.to_string()),
+        _ => None,
+    };
+    if let Some(msg) = text {
+        if let Some(m) = msg.strip_prefix(crate::keyring::UNAVAILABLE_PREFIX) {
+            return Error::KeyUnavailable(m.to_owned());
+        }
+        if let Some(m) = msg.strip_prefix(crate::keyring::CORRUPT_PREFIX) {
+            return Error::Corrupt(m.to_owned());
+        }
+    }
     if let rusqlite::Error::SqliteFailure(f, msg) = &e {
         match f.code {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return Error::Busy,

@@ -152,7 +152,7 @@ pub(crate) fn list_tenants(c: &Connection) -> Result<Vec<Tenant>> {
 
 // ------------------------------------------------------------------------- subjects
 
-pub(crate) const SUBJECT_COLUMNS: &str = "id, tenant_id, external_id_hash, consent, consent_at, age_gated, parental_consent_at, parental_consent_by, retention_days, metadata, created_at, updated_at";
+pub(crate) const SUBJECT_COLUMNS: &str = "id, tenant_id, external_id_hash, consent, consent_at, age_gated, parental_consent_at, parental_consent_by, retention_days, metadata, created_at, updated_at, strict";
 
 pub(crate) fn subject_row(r: &Row<'_>) -> rusqlite::Result<Result<Subject>> {
     let meta: String = r.get(9)?;
@@ -169,13 +169,14 @@ pub(crate) fn subject_row(r: &Row<'_>) -> rusqlite::Result<Result<Subject>> {
         metadata: serde_json::Value::Null,
         created_at: to_ts(r.get(10)?),
         updated_at: to_ts(r.get(11)?),
+        strict: r.get(12)?,
     };
     Ok(parse_json(&meta).map(|metadata| Subject { metadata, ..s }))
 }
 
 pub(crate) fn insert_subject(tx: &Connection, s: &Subject) -> Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT INTO subjects ({SUBJECT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        "INSERT INTO subjects ({SUBJECT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))
     .db()?
     .execute(params![
@@ -191,6 +192,7 @@ pub(crate) fn insert_subject(tx: &Connection, s: &Subject) -> Result<()> {
         json_text(&s.metadata),
         ts(&s.created_at),
         ts(&s.updated_at),
+        s.strict,
     ])
     .db()?;
     Ok(())

@@ -16,10 +16,10 @@ use crate::checkpoints::{
     CHECKPOINT_COLUMNS, PENDING_WRITE_COLUMNS, checkpoint_row, insert_checkpoint,
     insert_pending_write, pending_write_row,
 };
-use crate::documents::{CHUNK_COLUMNS, DOCUMENT_COLUMNS, chunk_row, document_row};
+use crate::documents::{CHUNK_SELECT, DOCUMENT_SELECT, chunk_row, document_row};
 use crate::infra::{KV_COLUMNS, LOCK_COLUMNS, insert_kv, insert_lock, kv_row, lock_row};
-use crate::memories::{MEMORY_COLUMNS, insert_memory, memory_row};
-use crate::sessions::{EVENT_COLUMNS, SESSION_COLUMNS, event_row, insert_event, session_row};
+use crate::memories::{MEMORY_SELECT, insert_memory, memory_row};
+use crate::sessions::{EVENT_SELECT, SESSION_SELECT, event_row, insert_event, session_row};
 use crate::sql::{SqlResult, ns};
 use crate::telemetry::{METRIC_COLUMNS, USAGE_COLUMNS, insert_metric, insert_usage};
 use crate::telemetry::{metric_row, usage_row};
@@ -72,7 +72,7 @@ pub(crate) fn export(c: &Connection, out: &mut dyn FnMut(Record) -> Result<()>) 
     each(
         c,
         "sessions",
-        SESSION_COLUMNS,
+        SESSION_SELECT,
         "rid",
         session_row,
         Record::Session,
@@ -81,7 +81,7 @@ pub(crate) fn export(c: &Connection, out: &mut dyn FnMut(Record) -> Result<()>) 
     each(
         c,
         "events",
-        EVENT_COLUMNS,
+        EVENT_SELECT,
         "rid",
         event_row,
         Record::Event,
@@ -90,7 +90,7 @@ pub(crate) fn export(c: &Connection, out: &mut dyn FnMut(Record) -> Result<()>) 
     each(
         c,
         "memories",
-        MEMORY_COLUMNS,
+        MEMORY_SELECT,
         "rid",
         memory_row,
         Record::Memory,
@@ -99,7 +99,7 @@ pub(crate) fn export(c: &Connection, out: &mut dyn FnMut(Record) -> Result<()>) 
     each(
         c,
         "documents",
-        DOCUMENT_COLUMNS,
+        DOCUMENT_SELECT,
         "rid",
         document_row,
         Record::Document,
@@ -108,7 +108,7 @@ pub(crate) fn export(c: &Connection, out: &mut dyn FnMut(Record) -> Result<()>) 
     each(
         c,
         "chunks",
-        CHUNK_COLUMNS,
+        CHUNK_SELECT,
         "rid",
         |r| chunk_row(r).map(Ok),
         Record::Chunk,

@@ -299,7 +299,7 @@ pub(crate) fn missing(
         _ => "",
     };
     let sql = format!(
-        "SELECT r.id, r.content FROM {table} r
+        "SELECT r.id, as_open(r.content) FROM {table} r
          WHERE r.tenant_id = ?1 AND r.id > ?2 {text_cond}
            AND NOT EXISTS (SELECT 1 FROM vectors v
                            WHERE v.target = ?3 AND v.record_rid = r.rid AND v.model = ?4)

@@ -111,6 +111,10 @@ pub(crate) fn apply(tx: &Connection, scope: &Scope, op: WriteOp) -> Result<Write
         WriteOp::PutPendingWrites(w) => checkpoints::put_writes(tx, scope, w),
         WriteOp::RecordUsage(u) => telemetry::record_usage(tx, scope, u),
         WriteOp::RecordMetrics(m) => telemetry::record_metrics(tx, scope, m),
+        WriteOp::Audit(draft) => {
+            crate::audit::append(tx, scope, draft)?;
+            Ok(WriteResult::None)
+        }
         WriteOp::KvSet {
             key,
             value,

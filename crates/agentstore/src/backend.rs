@@ -198,6 +198,10 @@ pub enum WriteOp {
     RecordUsage(Vec<UsageRecord>),
     /// Insert metric points. Result: `Count`.
     RecordMetrics(Vec<MetricPoint>),
+    /// Record an administrative action in the audit log (migrations, maintenance,
+    /// restores, re-embedding, master-key rotation): the entry only, values redacted.
+    /// Result: `None`.
+    Audit(crate::audit::AuditDraft),
     /// Set a key (version + 1). Result: `Kv` (the entry).
     KvSet {
         /// Key.
@@ -371,6 +375,10 @@ pub struct Erasure {
     pub chunks: u64,
     /// Vectors removed with those records.
     pub vectors: u64,
+    /// Whether the subject's data key was destroyed (field encryption on): copies of its
+    /// encrypted fields elsewhere, in backups, can no longer be read.
+    #[serde(default)]
+    pub data_key_destroyed: bool,
 }
 
 /// Everything stored about one subject, for a GDPR access request: the subject, the

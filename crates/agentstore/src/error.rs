@@ -65,6 +65,10 @@ pub enum Error {
         /// The subject.
         subject: String,
     },
+    /// An encrypted field whose data key is not in the keyring: its subject was erased
+    /// (the key destroyed), or this is a restored copy of the store without the keys.
+    #[error("key unavailable: an encrypted field cannot be read: {0}")]
+    KeyUnavailable(String),
     /// A named lock is held by someone else.
     #[error("lock '{name}' is held by '{holder}' until {expires_at}")]
     LockHeld {
@@ -151,6 +155,7 @@ impl Error {
             Error::TooLarge { .. } => "too_large",
             Error::Conflict(_) => "conflict",
             Error::ConsentRequired { .. } => "consent_required",
+            Error::KeyUnavailable(_) => "key_unavailable",
             Error::LockHeld { .. } => "lock_held",
             Error::StaleToken { .. } => "stale_token",
             Error::Import { .. } => "import_error",

@@ -49,6 +49,11 @@ pub struct Subject {
     pub parental_consent_by: Option<String>,
     /// Retention in days for this subject's records (None: tenant default).
     pub retention_days: Option<i64>,
+    /// Strict privacy: with field encryption on, none of the subject's text enters a
+    /// full-text index, so keyword search does not find its records (vector search
+    /// still does). Set at creation only.
+    #[serde(default)]
+    pub strict: bool,
     /// Free-form metadata (no personal data here; it is not encrypted).
     #[serde(default = "empty_object")]
     pub metadata: Json,
@@ -73,6 +78,9 @@ pub struct NewSubject {
     pub age_gated: bool,
     /// Retention in days.
     pub retention_days: Option<i64>,
+    /// Strict privacy (see [`Subject::strict`]); needs field encryption.
+    #[serde(default)]
+    pub strict: bool,
     /// Metadata.
     #[serde(default = "empty_object")]
     pub metadata: Json,
@@ -96,6 +104,7 @@ impl Default for NewSubject {
             consent: false,
             age_gated: false,
             retention_days: None,
+            strict: false,
             metadata: empty_object(),
         }
     }

@@ -435,6 +435,7 @@ impl Store {
             parental_consent_at: None,
             parental_consent_by: None,
             retention_days: s.retention_days,
+            strict: s.strict,
             metadata: s.metadata,
             created_at: at,
             updated_at: at,
@@ -486,6 +487,22 @@ impl Store {
         self.backend
             .export_subject(&scope.tenant, id, now())?
             .ok_or_else(|| Error::not_found("subject", id))
+    }
+
+    /// Records an administrative action (a migration, maintenance, a restore, a key
+    /// rotation) in the audit log; `values` are redacted like every entry's.
+    pub fn audit_action(
+        &self,
+        scope: &Scope,
+        action: &str,
+        resource_type: &str,
+        resource_id: &str,
+        values: &impl serde::Serialize,
+    ) -> Result<()> {
+        Self::validate_tenant(scope)?;
+        let draft =
+            crate::audit::AuditDraft::new(action, resource_type, resource_id).new_values(values);
+        self.write_one(scope, WriteOp::Audit(draft)).map(|_| ())
     }
 
     /// Erases a subject and its personal data everywhere (GDPR erasure; see

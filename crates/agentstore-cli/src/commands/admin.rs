@@ -74,6 +74,19 @@ pub fn backup(cfg: &Config, dir: &Path) -> anyhow::Result<Outcome> {
 
 pub fn restore(cfg: &Config, dir: &Path, force: bool) -> anyhow::Result<Outcome> {
     let manifest = agentstore_sqlite::restore(dir, &cfg.data_dir, force)?;
+    // The entry goes into the restored store's log, after its own history. A backup of
+    // an older schema waits for `migrate up` before anything can be written to it.
+    match agentstore_sqlite::open(&options(cfg)) {
+        Ok(store) => store.audit_action(
+            &cfg.scope(),
+            "store.restore",
+            "store",
+            "",
+            &json!({ "backup": dir, "created_at": manifest.created_at, "schema_version": manifest.schema_version }),
+        )?,
+        Err(agentstore::Error::SchemaPending { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     let text = format!(
         "restored {} into {}\n{}",
         dir.display(),
@@ -160,7 +173,15 @@ pub fn stats(cfg: &Config) -> anyhow::Result<Outcome> {
 }
 
 pub fn maintenance(cfg: &Config, vacuum: bool) -> anyhow::Result<Outcome> {
-    let r = open(cfg)?.maintenance(vacuum)?;
+    let store = open(cfg)?;
+    let r = store.maintenance(vacuum)?;
+    store.audit_action(
+        &cfg.scope(),
+        "store.maintenance",
+        "store",
+        "",
+        &json!({ "vacuum": vacuum, "steps": r.steps, "swept": r.swept }),
+    )?;
     let w = &r.swept;
     let mut text = String::from("maintenance done\n");
     for step in &r.steps {

@@ -31,6 +31,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
         Command::KeysList => serve::keys_list(cfg),
         Command::Mcp => serve::mcp(cfg),
         Command::KeysRevoke { id } => serve::keys_revoke(cfg, id),
+        Command::KeysGenerateMaster => serve::keys_generate_master(),
+        Command::KeysRotateMaster { new_key_file } => serve::keys_rotate_master(cfg, new_key_file),
         Command::MigrateStatus => migrate::status(cfg),
         Command::MigrateUp { to } => migrate::up(cfg, *to),
         Command::MigrateDown { to, force } => migrate::down(cfg, *to, *force),
@@ -73,6 +75,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
 /// Open options for the configured data directory; the store must already exist.
 fn options(cfg: &Config) -> OpenOptions {
     let mut o = OpenOptions::new(&cfg.data_dir).durability(cfg.durability);
+    o.master_key = cfg.master_key.clone();
     if let Some(mode) = cfg.keyword_index {
         o.keyword_index = mode;
     }

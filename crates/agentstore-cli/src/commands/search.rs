@@ -96,6 +96,9 @@ pub fn reembed(cfg: &Config, keep_old: bool, batch: usize) -> anyhow::Result<Out
         if !keep_old {
             dropped += store.drop_other_vector_models(&scope)?;
         }
+        let values =
+            serde_json::json!({"model": model, "embedded": report.embedded, "keep_old": keep_old});
+        store.audit_action(&scope, "vectors.reembed", "vectors", &model, &values)?;
         reports.push(serde_json::json!({"tenant": tenant.id, "embedded": report.embedded}));
     }
     bar.finish_and_clear();

@@ -137,6 +137,55 @@ pub fn keys_list(cfg: &Config) -> anyhow::Result<Outcome> {
     Outcome::new(json!({ "items": keys }), text)
 }
 
+pub fn keys_generate_master() -> anyhow::Result<Outcome> {
+    let key = agentstore_sqlite::MasterKey::generate();
+    Outcome::new(
+        json!({ "master_key": key.to_hex(), "id": key.id() }),
+        format!("{}\n", key.to_hex()),
+    )
+}
+
+pub fn keys_rotate_master(cfg: &Config, new_key_file: &std::path::Path) -> anyhow::Result<Outcome> {
+    let text = fs_err::read_to_string(new_key_file)?;
+    let new = agentstore_sqlite::MasterKey::from_hex(&text).map_err(|_| {
+        agentstore::Error::invalid("new-key-file", "must hold 64 hex digits (32 bytes)")
+    })?;
+    let backend = agentstore_sqlite::SqliteBackend::open(&options(cfg))?;
+    let old = backend.master_key_id().ok_or_else(|| {
+        agentstore::Error::Config(
+            "field encryption is off: give the current master key (--master-key-file or \
+             AGENTSTORE_MASTER_KEY) to rotate it"
+                .into(),
+        )
+    })?;
+    let n = backend.rotate_master_key(new.clone())?;
+    let store = agentstore_sqlite::open(&options_with_key(cfg, new.clone()))?;
+    let values = json!({ "from": old, "to": new.id(), "data_keys": n });
+    store.audit_action(
+        &cfg.scope(),
+        "keyring.rotate_master",
+        "keyring",
+        new.id(),
+        &values,
+    )?;
+    Outcome::new(
+        values,
+        format!(
+            "re-wrapped {n} data key(s): master key {old} -> {}\n",
+            new.id()
+        ),
+    )
+}
+
+fn options_with_key(
+    cfg: &Config,
+    key: agentstore_sqlite::MasterKey,
+) -> agentstore_sqlite::OpenOptions {
+    let mut o = options(cfg);
+    o.master_key = Some(agentstore_sqlite::MasterKeySource::Key(key));
+    o
+}
+
 pub fn keys_revoke(cfg: &Config, id: &str) -> anyhow::Result<Outcome> {
     let store = agentstore_sqlite::open(&options(cfg))?;
     store.revoke_api_key(&cfg.scope(), id)?;

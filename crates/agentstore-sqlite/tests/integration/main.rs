@@ -5,6 +5,7 @@ mod admin;
 mod checkpoints;
 mod common;
 mod documents;
+mod encryption;
 mod infra;
 mod keyword_index;
 mod memories;

@@ -1,0 +1,362 @@
+//! Field encryption: subjects' personal fields sealed under per-subject data keys wrapped
+//! by a master key; strict subjects kept out of every full-text index; crypto-shredding
+//! through backups; master-key rotation.
+
+use std::path::{Path, PathBuf};
+
+use agentstore::backend::{EventQuery, MemoryQuery};
+use agentstore::{
+    NewDocument, NewEvent, NewMemory, NewSession, NewSubject, Scope, SearchRequest, Store,
+};
+use agentstore_sqlite::{MasterKey, MasterKeySource, OpenOptions};
+
+struct Encrypted {
+    store: Store,
+    scope: Scope,
+    key: MasterKey,
+    dir: tempfile::TempDir,
+}
+
+impl Encrypted {
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn open_with(&self, key: Option<MasterKey>) -> agentstore::Result<Store> {
+        let mut o = OpenOptions::new(self.data());
+        o.master_key = key.map(MasterKeySource::Key);
+        agentstore_sqlite::open(&o)
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.data().join("agentstore.db")).unwrap()
+    }
+}
+
+fn encrypted() -> Encrypted {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate();
+    let mut opts = OpenOptions::new(dir.path().join("data")).create();
+    opts.master_key = Some(MasterKeySource::Key(key.clone()));
+    let store = agentstore_sqlite::open(&opts).unwrap();
+    store.create_tenant("test", "t1", "Tenant One").unwrap();
+    Encrypted {
+        store,
+        scope: Scope::new("t1", "test"),
+        key,
+        dir,
+    }
+}
+
+fn subject(t: &Encrypted, external: &str, strict: bool) -> String {
+    let mut s = NewSubject::new(external);
+    s.consent = true;
+    s.strict = strict;
+    t.store.create_subject(&t.scope, s).unwrap().id
+}
+
+/// A memory, a session with a title and two events, and a document, each carrying
+/// `word`, for `subject` (None: nobody's). Returns (memory id, session id, document id).
+fn write_all(t: &Encrypted, subject: Option<&str>, word: &str) -> (String, String, String) {
+    let sc = &t.scope;
+    let mut m = NewMemory::new(format!("prefers {word} for breakfast"));
+    m.summary = Some(format!("breakfast: {word}"));
+    m.subject_id = subject.map(Into::into);
+    let memory = t.store.remember(sc, m).unwrap().id().to_owned();
+    let mut s = NewSession::new("chat");
+    s.title = Some(format!("talking about {word}"));
+    s.subject_id = subject.map(Into::into);
+    let session = t.store.create_session(sc, s).unwrap().id;
+    let mut tool = NewEvent::message("assistant", format!("looked up {word}"));
+    tool.tool_name = Some("lookup".into());
+    tool.parameters = Some(serde_json::json!({ "query": word }));
+    t.store
+        .append_events(
+            sc,
+            &session,
+            vec![
+                NewEvent::message("user", format!("I had {word} today")),
+                tool,
+            ],
+        )
+        .unwrap();
+    let mut d = NewDocument::new(format!("A diary page. Breakfast was {word} again."));
+    d.title = Some(format!("diary {word}"));
+    d.subject_id = subject.map(Into::into);
+    let document = t.store.put_document(sc, d).unwrap().id().to_owned();
+    (memory, session, document)
+}
+
+fn events_of(session: &str) -> EventQuery {
+    EventQuery {
+        session_id: session.into(),
+        limit: 100,
+        ..Default::default()
+    }
+}
+
+fn keyword_hits(store: &Store, scope: &Scope, word: &str) -> usize {
+    store
+        .search(scope, SearchRequest::text(word))
+        .unwrap()
+        .len()
+}
+
+fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A subject's fields are BLOBs on disk that do not contain the text; every read gives
+/// the text back; keyword search still finds them; a record without a subject stays
+/// clear text.
+#[test]
+fn subject_fields_are_sealed_at_rest_and_read_back() {
+    let t = encrypted();
+    let alice = subject(&t, "alice@example.com", false);
+    let (memory, session, document) = write_all(&t, Some(&alice), "rambutan");
+    write_all(&t, None, "persimmon");
+
+    let db = t.db();
+    let sealed = |sql: &str| -> Vec<(String, Vec<u8>)> {
+        let mut st = db.prepare(sql).unwrap();
+        st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get_ref(1)?.as_bytes().unwrap().to_vec(),
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    for (sql, rows) in [
+        (
+            "SELECT typeof(content), content FROM memories WHERE subject_id IS NOT NULL",
+            1,
+        ),
+        (
+            "SELECT typeof(summary), summary FROM memories WHERE subject_id IS NOT NULL",
+            1,
+        ),
+        (
+            "SELECT typeof(title), title FROM sessions WHERE subject_id IS NOT NULL",
+            1,
+        ),
+        (
+            "SELECT typeof(e.content), e.content FROM events e JOIN sessions s
+             ON s.tenant_id = e.tenant_id AND s.id = e.session_id WHERE s.subject_id IS NOT NULL",
+            2,
+        ),
+        (
+            "SELECT typeof(content), content FROM documents WHERE subject_id IS NOT NULL",
+            1,
+        ),
+        (
+            "SELECT typeof(title), title FROM documents WHERE subject_id IS NOT NULL",
+            1,
+        ),
+        (
+            "SELECT typeof(c.content), c.content FROM chunks c JOIN documents d
+             ON d.tenant_id = c.tenant_id AND d.id = c.document_id WHERE d.subject_id IS NOT NULL",
+            1,
+        ),
+    ] {
+        let got = sealed(sql);
+        assert_eq!(got.len(), rows, "{sql}");
+        for (ty, bytes) in got {
+            assert_eq!(ty, "blob", "{sql}");
+            assert!(
+                !bytes.windows(8).any(|w| w == b"rambutan"),
+                "clear text in {sql}"
+            );
+        }
+    }
+    let clear: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM memories WHERE typeof(content) = 'text' AND content LIKE '%persimmon%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(clear, 1, "a memory without a subject is stored as it is");
+
+    let sc = &t.scope;
+    let m = t.store.get_memory(sc, &memory).unwrap();
+    assert_eq!(m.content, "prefers rambutan for breakfast");
+    assert_eq!(m.summary.as_deref(), Some("breakfast: rambutan"));
+    let s = t.store.get_session(sc, &session).unwrap();
+    assert_eq!(s.title.as_deref(), Some("talking about rambutan"));
+    let events = t.store.list_events(sc, events_of(&session)).unwrap().items;
+    assert_eq!(events[0].content.as_deref(), Some("I had rambutan today"));
+    assert_eq!(
+        events[1].parameters,
+        Some(serde_json::json!({ "query": "rambutan" }))
+    );
+    let d = t.store.get_document(sc, &document).unwrap();
+    assert!(d.content.contains("rambutan"));
+    assert_eq!(d.title.as_deref(), Some("diary rambutan"));
+    let chunks = t.store.list_chunks(sc, &document).unwrap();
+    assert!(chunks[0].content.contains("rambutan"));
+    let listed = t.store.list_memories(sc, MemoryQuery::default()).unwrap();
+    assert!(listed.items.iter().any(|m| m.content.contains("rambutan")));
+    // Memory, document chunk and both events are found by keyword.
+    assert_eq!(keyword_hits(&t.store, sc, "rambutan"), 4);
+    let export = t.store.export_subject(sc, &alice).unwrap();
+    assert_eq!(export.memories[0].content, "prefers rambutan for breakfast");
+
+    // Another process needs the same master key: none, or another, is refused.
+    let e = t.open_with(None).unwrap_err();
+    assert_eq!(e.code(), "config_error", "{e}");
+    let e = t.open_with(Some(MasterKey::generate())).unwrap_err();
+    assert_eq!(e.code(), "config_error", "{e}");
+    let again = t.open_with(Some(t.key.clone())).unwrap();
+    assert_eq!(
+        again.get_memory(sc, &memory).unwrap().content,
+        "prefers rambutan for breakfast"
+    );
+    assert!(t.store.verify().unwrap().ok());
+}
+
+/// A strict subject's text enters no full-text index: keyword search does not find it,
+/// and after a checkpoint its words are in no file of the data directory at all.
+#[test]
+fn strict_subject_leaves_no_plaintext_in_any_file() {
+    let t = encrypted();
+    let carol = subject(&t, "carol@example.com", true);
+    let dave = subject(&t, "dave@example.com", false);
+    let (memory, _, _) = write_all(&t, Some(&carol), "kumquatish");
+    write_all(&t, Some(&dave), "loquatish");
+    let sc = &t.scope;
+    assert_eq!(keyword_hits(&t.store, sc, "kumquatish"), 0);
+    assert_eq!(keyword_hits(&t.store, sc, "loquatish"), 4);
+    assert_eq!(
+        t.store.get_memory(sc, &memory).unwrap().content,
+        "prefers kumquatish for breakfast"
+    );
+    assert!(t.store.get_subject(sc, &carol).unwrap().strict);
+    t.store.maintenance(false).unwrap();
+    let holding = files_holding(&t.data(), "kumquatish");
+    assert!(
+        holding.is_empty(),
+        "a strict subject's text is in {holding:?}"
+    );
+    assert!(
+        !files_holding(&t.data(), "loquatish").is_empty(),
+        "a non-strict subject's words are in the full-text index (documented)"
+    );
+
+    // Strict needs encryption.
+    let plain = crate::common::store();
+    let mut s = NewSubject::new("erin@example.com");
+    s.strict = true;
+    let e = plain.store.create_subject(&plain.scope, s).unwrap_err();
+    assert_eq!(e.code(), "invalid_input", "{e}");
+}
+
+/// GDPR erasure destroys the subject's data key: a backup taken before the erasure,
+/// restored afterwards, still holds the subject's rows but cannot decrypt them; the
+/// other subject reads fine, and the restored copy can be erased again.
+#[test]
+fn erased_subject_cannot_be_read_from_an_older_backup() {
+    let t = encrypted();
+    let alice = subject(&t, "alice@example.com", false);
+    let bob = subject(&t, "bob@example.com", false);
+    let (a_memory, a_session, a_document) = write_all(&t, Some(&alice), "rambutan");
+    let (b_memory, _, _) = write_all(&t, Some(&bob), "durian");
+    let backup = t.dir.path().join("backup");
+    t.store.backup(&backup).unwrap();
+    assert!(
+        !backup.join(agentstore_sqlite::KEYRING_FILE).exists(),
+        "the keyring must not be in a backup"
+    );
+    let erased = t.store.erase_subject(&t.scope, &alice).unwrap();
+    assert!(erased.data_key_destroyed);
+
+    let Encrypted {
+        store,
+        scope,
+        key,
+        dir,
+    } = t;
+    drop(store);
+    let data = dir.path().join("data");
+    agentstore_sqlite::restore(&backup, &data, true).unwrap();
+    let mut o = OpenOptions::new(&data);
+    o.master_key = Some(MasterKeySource::Key(key));
+    let restored = agentstore_sqlite::open(&o).unwrap();
+    // The rows came back with the backup...
+    let db = rusqlite::Connection::open(data.join("agentstore.db")).unwrap();
+    let rows: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM memories WHERE subject_id = ?1",
+            [&alice],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 1);
+    // ...but not their key.
+    for e in [
+        restored.get_memory(&scope, &a_memory).unwrap_err(),
+        restored.get_session(&scope, &a_session).unwrap_err(),
+        restored.get_document(&scope, &a_document).unwrap_err(),
+        restored
+            .list_events(&scope, events_of(&a_session))
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.code(), "key_unavailable", "{e}");
+    }
+    assert_eq!(
+        restored.get_memory(&scope, &b_memory).unwrap().content,
+        "prefers durian for breakfast"
+    );
+    // Erasing the subject again in the restored copy works without its key.
+    let again = restored.erase_subject(&scope, &alice).unwrap();
+    assert_eq!(again.memories, 1);
+    assert!(!again.data_key_destroyed);
+    assert!(restored.verify().unwrap().ok());
+    assert_eq!(keyword_hits(&restored, &scope, "durian"), 4);
+}
+
+/// Rotation re-wraps the data keys: the old master key no longer opens the store, the
+/// new one reads everything, and the rotation is audited.
+#[test]
+fn master_key_rotation() {
+    let t = encrypted();
+    let alice = subject(&t, "alice@example.com", false);
+    let (memory, _, _) = write_all(&t, Some(&alice), "rambutan");
+    let new = MasterKey::generate();
+    let mut o = OpenOptions::new(t.data());
+    o.master_key = Some(MasterKeySource::Key(t.key.clone()));
+    let backend = agentstore_sqlite::SqliteBackend::open(&o).unwrap();
+    assert_eq!(backend.rotate_master_key(new.clone()).unwrap(), 1);
+    assert_eq!(backend.master_key_id().as_deref(), Some(new.id()));
+    drop(backend);
+    let e = t.open_with(Some(t.key.clone())).unwrap_err();
+    assert_eq!(e.code(), "config_error", "{e}");
+    let store = t.open_with(Some(new)).unwrap();
+    assert_eq!(
+        store.get_memory(&t.scope, &memory).unwrap().content,
+        "prefers rambutan for breakfast"
+    );
+    // The store that was open all along has the key cached and keeps serving.
+    assert_eq!(
+        t.store.get_memory(&t.scope, &memory).unwrap().content,
+        "prefers rambutan for breakfast"
+    );
+}
