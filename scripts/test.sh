@@ -31,6 +31,9 @@ cargo run --quiet -p agentstore-bench --bin hybrid_speed -- --smoke
 echo "== tests"
 cargo test --workspace
 
+echo "== fuzzing: every parser's cargo-fuzz target for 30 s (coverage-guided libFuzzer)"
+scripts/fuzz.sh --seconds 30
+
 echo "== API fuzzing: schemathesis against the server's OpenAPI document (no 5xx, answers as documented)"
 scripts/api-fuzz.sh --max-examples 30
 

@@ -1142,3 +1142,31 @@ fn master_key_generate_and_rotate() {
         "{audit}"
     );
 }
+
+/// Path traversal through a directory given to `ingest`: a symlink to a file outside the
+/// directory, one to the directory's parent, a `..` inside a link's target and a symlink
+/// loop are skipped and named; only the directory's own file is read.
+#[cfg(unix)]
+#[test]
+fn ingest_does_not_follow_links_out_of_the_directory() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&data, &["init"]);
+    let outside = tmp.path().join("private.txt");
+    std::fs::write(&outside, "the neighbour's private notes").unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(docs.join("sub")).unwrap();
+    std::fs::write(docs.join("own.txt"), "a note that belongs here").unwrap();
+    symlink(&outside, docs.join("escape.txt")).unwrap();
+    symlink("../../private.txt", docs.join("sub/dotdot.txt")).unwrap();
+    symlink("..", docs.join("sub/up")).unwrap();
+    symlink(tmp.path(), docs.join("root")).unwrap();
+    symlink(".", docs.join("sub/loop")).unwrap();
+
+    let out = json(&data, &["ingest", docs.to_str().unwrap()]);
+    assert_eq!(out["files_read"], 1, "{out:#}");
+    assert_eq!(out["skipped"]["symlink_outside"], 3, "{out:#}");
+    let hits = json(&data, &["search", "neighbour private", "--mode", "keyword"]);
+    assert_eq!(hits.as_array().map(Vec::len), Some(0), "{hits:#}");
+}

@@ -1035,3 +1035,66 @@ fn mcp_over_http_uses_the_key_of_each_request() {
         "no MCP remember in the audit log"
     );
 }
+
+/// Field encryption over the API: a strict subject is created with `"strict": true`, its
+/// memory reads back in clear but is not found by keyword search; erasing a subject says
+/// its data key was destroyed; the store refuses `strict` without a master key.
+#[test]
+fn strict_subjects_and_crypto_shredding_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = agentstore_sqlite::OpenOptions::new(dir.path()).create();
+    o.master_key = Some(agentstore_sqlite::MasterKeySource::Key(
+        agentstore_sqlite::MasterKey::generate(),
+    ));
+    let store = std::sync::Arc::new(agentstore_sqlite::open(&o).unwrap());
+    let srv = common::serve(
+        store,
+        dir,
+        agentstore_server::ServerOptions {
+            rate_per_second: 0.0,
+            ..Default::default()
+        },
+    );
+    let writer = srv.key("t1", &[KeyScope::Read, KeyScope::Write]);
+    let admin = srv.admin("t1");
+    let subject = srv.ok(
+        "POST",
+        "/v1/subjects",
+        &writer,
+        Some(json!({"external_id": "carol@example.com", "consent": true, "strict": true})),
+        201,
+    );
+    assert_eq!(subject["strict"], true, "{subject}");
+    let id = subject["id"].as_str().unwrap().to_owned();
+    let memory = srv.ok(
+        "POST",
+        "/v1/memories",
+        &writer,
+        Some(json!({"content": "carol likes kumquats", "subject_id": id})),
+        200,
+    );
+    let mid = memory["id"].as_str().unwrap().to_owned();
+    let read = srv.ok("GET", &format!("/v1/memories/{mid}"), &writer, None, 200);
+    assert_eq!(read["content"], "carol likes kumquats");
+    let hits = srv.ok(
+        "POST",
+        "/v1/search",
+        &writer,
+        Some(json!({"text": "kumquats", "mode": "keyword"})),
+        200,
+    );
+    assert_eq!(hits["hits"].as_array().map(Vec::len), Some(0), "{hits}");
+    let erased = srv.ok("DELETE", &format!("/v1/subjects/{id}"), &admin, None, 200);
+    assert_eq!(erased["data_key_destroyed"], true, "{erased}");
+    assert_eq!(erased["memories"], 1, "{erased}");
+
+    let plain = start();
+    let w = plain.key("t1", &[KeyScope::Read, KeyScope::Write]);
+    let (s, v) = plain.call(
+        "POST",
+        "/v1/subjects",
+        &w,
+        Some(json!({"external_id": "dave@example.com", "strict": true})),
+    );
+    assert_eq!((s, code(&v)), (400, "invalid_input"), "{v}");
+}

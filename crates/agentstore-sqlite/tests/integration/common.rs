@@ -28,6 +28,22 @@ pub fn store_with(mode: KeywordIndexMode) -> TestStore {
     }
 }
 
+/// As [`store`], with field encryption on (a random master key).
+pub fn store_encrypted() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = OpenOptions::new(dir.path().join("data")).create();
+    opts.master_key = Some(agentstore_sqlite::MasterKeySource::Key(
+        agentstore_sqlite::MasterKey::generate(),
+    ));
+    let store = agentstore_sqlite::open(&opts).unwrap();
+    store.create_tenant("test", "t1", "Tenant One").unwrap();
+    TestStore {
+        store,
+        scope: Scope::new("t1", "test"),
+        dir,
+    }
+}
+
 impl TestStore {
     /// Reopens the same directory (what a restarted process sees).
     pub fn reopen(&self) -> Store {

@@ -6,6 +6,7 @@ mod checkpoints;
 mod common;
 mod documents;
 mod encryption;
+mod hostile;
 mod infra;
 mod keyword_index;
 mod memories;
