@@ -13,6 +13,46 @@ pub(crate) fn append(tx: &Connection, scope: &Scope, draft: AuditDraft) -> Resul
     append_for(tx, Some(&scope.tenant), scope, draft)
 }
 
+/// A redacted field of a subject's record keeps its length and, instead of the SHA-256
+/// of its text (which anyone can test guesses against), an HMAC of that SHA-256 under a
+/// key derived from the subject's data key (`keyring.rs`): unguessable from the log
+/// alone, and meaningless to everyone once the subject is erased and its key destroyed.
+/// Without field encryption, or for a record without a subject, the SHA-256 stays.
+fn key_digests(tx: &Connection, tenant: &str, v: &mut serde_json::Value) -> Result<()> {
+    let Some(subject) = v
+        .get("subject_id")
+        .and_then(|s| s.as_str())
+        .map(str::to_owned)
+    else {
+        return Ok(());
+    };
+    let mut redacted: Vec<&mut serde_json::Map<String, serde_json::Value>> = Vec::new();
+    if let Some(obj) = v.as_object_mut() {
+        for field in obj.values_mut() {
+            if let Some(m) = field.as_object_mut()
+                && m.get("redacted") == Some(&serde_json::Value::Bool(true))
+            {
+                redacted.push(m);
+            }
+        }
+    }
+    for m in redacted {
+        let Some(sha) = m.get("sha256").and_then(|s| s.as_str()).map(str::to_owned) else {
+            continue;
+        };
+        let keyed: Option<String> = tx
+            .prepare_cached("SELECT as_digest(?1, ?2, ?3)")
+            .db()?
+            .query_row(rusqlite::params![tenant, subject, sha], |r| r.get(0))
+            .db()?;
+        if let Some(h) = keyed {
+            m.remove("sha256");
+            m.insert("hmac_sha256".into(), h.into());
+        }
+    }
+    Ok(())
+}
+
 /// Appends one chained entry with an explicit tenant (None for store-wide operations).
 pub(crate) fn append_for(
     tx: &Connection,
@@ -27,6 +67,15 @@ pub(crate) fn append_for(
     .unwrap_or((0, GENESIS.to_owned()));
     let seq = last_seq + 1;
     let at = now();
+    let mut d = d;
+    if let Some(tenant) = tenant {
+        for v in [d.old_values.as_mut(), d.new_values.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            key_digests(tx, tenant, v)?;
+        }
+    }
     let hash = entry_hash(
         seq,
         tenant,

@@ -136,6 +136,9 @@ impl MasterKeySource {
 struct DataKey {
     cipher: Aes256Gcm,
     strict: bool,
+    /// Keys the digests of this subject's redacted fields in the audit log, derived from
+    /// the data key so that they become unguessable once the key is destroyed.
+    audit_key: [u8; 32],
 }
 
 /// The keyring of one data directory.
@@ -409,6 +412,7 @@ impl Keyring {
         let dk = Arc::new(DataKey {
             cipher: Aes256Gcm::new_from_slice(&key).expect("32-byte key"),
             strict,
+            audit_key: hmac_sha256(&key, b"agentstore audit digest key v1"),
         });
         self.keys.write().insert(*id, dk.clone());
         Ok(dk)
@@ -466,6 +470,25 @@ impl Keyring {
         let text = String::from_utf8(plain)
             .map_err(|_| Error::Corrupt("an encrypted field is not UTF-8".into()))?;
         Ok((text, key.strict))
+    }
+
+    /// The keyed digest that replaces a redacted field's SHA-256 in the audit log of a
+    /// subject with a data key: HMAC-SHA-256 of that SHA-256 under a key derived from the
+    /// data key (made now if the subject has none yet). None with encryption off.
+    pub(crate) fn audit_digest(
+        &self,
+        tenant: &str,
+        subject: &str,
+        sha256: &str,
+    ) -> Result<Option<String>> {
+        let Some(id) = self.subject_key(tenant, subject, Some(false))? else {
+            return Ok(None);
+        };
+        let key = self.data_key(&id)?;
+        Ok(Some(hex::encode(hmac_sha256(
+            &key.audit_key,
+            sha256.as_bytes(),
+        ))))
     }
 
     /// Whether a sealed field belongs to a strict subject.
@@ -620,6 +643,15 @@ impl Keyring {
             other => Value::try_from(other).map_err(utf8_from),
         })
         .db()?;
+        // as_digest(tenant, subject, sha256): the keyed audit digest, or NULL.
+        let k = self.clone();
+        conn.create_scalar_function("as_digest", 3, FunctionFlags::SQLITE_UTF8, move |ctx| {
+            let tenant: String = ctx.get(0)?;
+            let subject: String = ctx.get(1)?;
+            let sha: String = ctx.get(2)?;
+            k.audit_digest(&tenant, &subject, &sha).map_err(user_err)
+        })
+        .db()?;
         // as_index(x): what the full-text indexes get of x: its text, or NULL when x is
         // sealed under a strict subject's key. as_index(x, sealed): x unless `sealed`
         // (the row's content) belongs to a strict subject, for the row's clear columns.
@@ -652,6 +684,13 @@ fn index_value(k: &Keyring, ctx: &Context<'_>) -> rusqlite::Result<Value> {
 
 /// A scalar function can only hand SQLite an error text: engine errors travel as
 /// `agentstore:<code>:<message>` and [`crate::sql::db_err`] turns them back.
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit as _, Mac};
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
+}
+
 fn user_err(e: Error) -> rusqlite::Error {
     let text = match &e {
         Error::KeyUnavailable(m) => format!("{UNAVAILABLE_PREFIX}{m}"),

@@ -1,7 +1,7 @@
 //! Shared setup: a fresh store in a temp dir with one tenant.
 
 use agentstore::{Scope, Store};
-use agentstore_sqlite::{KeywordIndexMode, OpenOptions};
+use agentstore_sqlite::{KeywordIndexMode, MasterKey, MasterKeySource, OpenOptions};
 
 pub struct TestStore {
     pub store: Store,
@@ -16,25 +16,24 @@ pub fn store() -> TestStore {
 
 /// As [`store`], with the keyword index built as `mode` says.
 pub fn store_with(mode: KeywordIndexMode) -> TestStore {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = OpenOptions::new(dir.path().join("data")).create();
-    opts.keyword_index = mode;
-    let store = agentstore_sqlite::open(&opts).unwrap();
-    store.create_tenant("test", "t1", "Tenant One").unwrap();
-    TestStore {
-        store,
-        scope: Scope::new("t1", "test"),
-        dir,
-    }
+    store_configured(|o| o.keyword_index = mode)
+}
+
+/// As [`store`], with field encryption on under `key`.
+pub fn store_encrypted_with(key: MasterKey) -> TestStore {
+    store_configured(|o| o.master_key = Some(MasterKeySource::Key(key)))
 }
 
 /// As [`store`], with field encryption on (a random master key).
 pub fn store_encrypted() -> TestStore {
+    store_encrypted_with(MasterKey::generate())
+}
+
+/// A new store in a temp dir's `data`, opened with the options `configure` sets.
+fn store_configured(configure: impl FnOnce(&mut OpenOptions)) -> TestStore {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = OpenOptions::new(dir.path().join("data")).create();
-    opts.master_key = Some(agentstore_sqlite::MasterKeySource::Key(
-        agentstore_sqlite::MasterKey::generate(),
-    ));
+    configure(&mut opts);
     let store = agentstore_sqlite::open(&opts).unwrap();
     store.create_tenant("test", "t1", "Tenant One").unwrap();
     TestStore {

@@ -10,6 +10,8 @@ use agentstore::{
 };
 use agentstore_sqlite::{MasterKey, MasterKeySource, OpenOptions};
 
+use crate::common::TestStore;
+
 struct Encrypted {
     store: Store,
     scope: Scope,
@@ -34,15 +36,11 @@ impl Encrypted {
 }
 
 fn encrypted() -> Encrypted {
-    let dir = tempfile::tempdir().unwrap();
     let key = MasterKey::generate();
-    let mut opts = OpenOptions::new(dir.path().join("data")).create();
-    opts.master_key = Some(MasterKeySource::Key(key.clone()));
-    let store = agentstore_sqlite::open(&opts).unwrap();
-    store.create_tenant("test", "t1", "Tenant One").unwrap();
+    let TestStore { store, scope, dir } = crate::common::store_encrypted_with(key.clone());
     Encrypted {
         store,
-        scope: Scope::new("t1", "test"),
+        scope,
         key,
         dir,
     }
@@ -358,5 +356,58 @@ fn master_key_rotation() {
     assert_eq!(
         t.store.get_memory(&t.scope, &memory).unwrap().content,
         "prefers rambutan for breakfast"
+    );
+}
+
+/// The audit log keeps a redacted field's length and a digest keyed by the subject's
+/// data key, not the plain SHA-256 of its text that anyone could test guesses against.
+#[test]
+fn audit_digests_of_a_subjects_fields_are_keyed() {
+    let t = encrypted();
+    let alice = subject(&t, "alice@example.com", false);
+    let mut m = NewMemory::new("yes");
+    m.subject_id = Some(alice.clone());
+    t.store.remember(&t.scope, m).unwrap();
+    let audit = t
+        .store
+        .list_audit(agentstore::backend::AuditQuery {
+            action: Some("memory.create".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    let entry = audit
+        .items
+        .iter()
+        .find(|e| e.action == "memory.create")
+        .expect("an audit entry for the memory");
+    let content = &entry.new_values.as_ref().unwrap()["content"];
+    assert_eq!(content["redacted"], true, "{content}");
+    assert_eq!(content["bytes"], 3);
+    assert!(content.get("sha256").is_none(), "{content}");
+    let keyed = content["hmac_sha256"].as_str().unwrap();
+    assert_ne!(keyed, agentstore::codec::sha256_hex(b"yes"));
+    assert!(
+        t.store.verify().unwrap().ok(),
+        "the chain covers the keyed digests"
+    );
+    // A record without a subject keeps the plain digest.
+    t.store.remember(&t.scope, NewMemory::new("no")).unwrap();
+    let audit = t
+        .store
+        .list_audit(agentstore::backend::AuditQuery {
+            action: Some("memory.create".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    let plain = audit
+        .items
+        .iter()
+        .filter(|e| e.action == "memory.create")
+        .find_map(|e| e.new_values.as_ref()?["content"].get("sha256").cloned());
+    assert_eq!(
+        plain,
+        Some(serde_json::json!(agentstore::codec::sha256_hex(b"no")))
     );
 }
