@@ -389,6 +389,23 @@ fn migrate_status_down_up() {
         1
     );
     assert!(ok(&data, &["migrate", "up"]).contains("nothing to apply"));
+    // Both schema changes are in the store-wide audit log, with who made them.
+    let audit = json(&data, &["audit", "--all-tenants"]);
+    let schema: Vec<(&str, &str)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource_type"] == "schema")
+        .map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        schema,
+        [
+            ("schema.migrate_down", "cli:tester"),
+            ("schema.migrate_up", "cli:tester")
+        ],
+        "{audit:#}"
+    );
 }
 
 #[test]

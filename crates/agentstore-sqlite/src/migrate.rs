@@ -227,6 +227,11 @@ fn mismatch(st: &MigrationStatus) -> Result<()> {
 /// Applies pending migrations up to `to` (default: latest), all in one transaction.
 /// Returns the versions applied.
 pub fn up(conn: &mut Connection, to: Option<i64>) -> Result<Vec<i64>> {
+    up_by(conn, to, "agentstore")
+}
+
+/// [`up`], recorded in the audit log as done by `actor` (once the log exists).
+pub fn up_by(conn: &mut Connection, to: Option<i64>, actor: &str) -> Result<Vec<i64>> {
     ensure_table(conn)?;
     let target = to.unwrap_or_else(latest_version);
     if target < 0 || target > latest_version() {
@@ -258,6 +263,7 @@ pub fn up(conn: &mut Connection, to: Option<i64>) -> Result<Vec<i64>> {
         .db()?;
         done.push(m.version);
     }
+    audit_migration(&tx, actor, "schema.migrate_up", st.current, &done)?;
     tx.commit().db()?;
     Ok(done)
 }
@@ -265,6 +271,12 @@ pub fn up(conn: &mut Connection, to: Option<i64>) -> Result<Vec<i64>> {
 /// Rolls back to version `to` (default: one step), in one transaction. Returns the
 /// versions rolled back, newest first.
 pub fn down(conn: &mut Connection, to: Option<i64>) -> Result<Vec<i64>> {
+    down_by(conn, to, "agentstore")
+}
+
+/// [`down`], recorded in the audit log as done by `actor` (unless the rollback removed
+/// the log itself).
+pub fn down_by(conn: &mut Connection, to: Option<i64>, actor: &str) -> Result<Vec<i64>> {
     ensure_table(conn)?;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Exclusive)
@@ -296,8 +308,36 @@ pub fn down(conn: &mut Connection, to: Option<i64>) -> Result<Vec<i64>> {
         .db()?;
         done.push(m.version);
     }
+    audit_migration(&tx, actor, "schema.migrate_down", st.current, &done)?;
     tx.commit().db()?;
     Ok(done)
+}
+
+/// A store-wide audit entry for a schema change of an existing store, in the
+/// migration's own transaction.
+fn audit_migration(
+    tx: &Connection,
+    actor: &str,
+    action: &str,
+    from: i64,
+    versions: &[i64],
+) -> Result<()> {
+    let has_log: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log')",
+            [],
+            |r| r.get(0),
+        )
+        .db()?;
+    // A new store (from version 0) has no history to record, and an import wants its
+    // log empty.
+    if versions.is_empty() || !has_log || from == 0 {
+        return Ok(());
+    }
+    let to = status(tx)?.current;
+    let draft = agentstore::audit::AuditDraft::new(action, "schema", to.to_string())
+        .new_values(&serde_json::json!({ "from": from, "to": to, "versions": versions }));
+    crate::audit::append_for(tx, None, &agentstore::Scope::new("", actor), draft)
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub fn status(cfg: &Config) -> anyhow::Result<Outcome> {
 
 pub fn up(cfg: &Config, to: Option<i64>) -> anyhow::Result<Outcome> {
     let mut conn = connect(cfg)?;
-    let applied = migrate::up(&mut conn, to)?;
+    let applied = migrate::up_by(&mut conn, to, &cfg.actor)?;
     let current = migrate::status(&conn)?.current;
     let text = if applied.is_empty() {
         format!("nothing to apply; schema version {current}\n")
@@ -90,7 +90,7 @@ pub fn down(cfg: &Config, to: Option<i64>, force: bool) -> anyhow::Result<Outcom
         )
         .into());
     }
-    let rolled_back = migrate::down(&mut conn, Some(target))?;
+    let rolled_back = migrate::down_by(&mut conn, Some(target), &cfg.actor)?;
     let current = migrate::status(&conn)?.current;
     let text = if rolled_back.is_empty() {
         format!("nothing to roll back; schema version {current}\n")
