@@ -718,6 +718,7 @@ pub(crate) fn list_retention(c: &Connection, tenant: &str) -> Result<Vec<Retenti
     .map(|row| {
         let (entity, kind, days, updated_at) = row.db()?;
         Ok(RetentionRule {
+            tenant_id: tenant.to_owned(),
             entity: RetentionEntity::parse(&entity)
                 .ok_or_else(|| Error::Corrupt(format!("unknown retention entity '{entity}'")))?,
             kind,

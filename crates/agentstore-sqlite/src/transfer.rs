@@ -152,6 +152,11 @@ pub(crate) fn export(c: &Connection, out: &mut dyn FnMut(Record) -> Result<()>) 
     )?;
     each(c, "kv_entries", KV_COLUMNS, "rid", kv_row, Record::Kv, out)?;
     each(c, "locks", LOCK_COLUMNS, "rid", lock_row, Record::Lock, out)?;
+    for t in tenants::list_tenants(c)? {
+        for rule in crate::infra::list_retention(c, &t.id)? {
+            out(Record::Retention(rule))?;
+        }
+    }
     each(
         c,
         "audit_log",
@@ -475,6 +480,35 @@ fn import_one(tx: &Connection, rec: &Record, audit: &mut Option<ChainVerifier>) 
                 taken("lock", &l.name, t),
             )?;
             insert(insert_lock(tx, l))
+        }
+        Record::Retention(r) => {
+            let t = r.tenant_id.as_str();
+            require_tenant(tx, "retention rule", t)?;
+            let what = format!("{} {}", r.entity.as_str(), r.kind);
+            refuse_if(
+                tx,
+                "SELECT 1 FROM retention_rules WHERE tenant_id = ?1 AND entity = ?2 AND kind = ?3",
+                [t, r.entity.as_str(), &r.kind],
+                taken("retention rule", &what, t),
+            )?;
+            insert(
+                tx.prepare_cached(
+                    "INSERT INTO retention_rules (tenant_id, entity, kind, days, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .db()
+                .and_then(|mut st| {
+                    st.execute(rusqlite::params![
+                        t,
+                        r.entity.as_str(),
+                        r.kind,
+                        r.days,
+                        crate::sql::ts(&r.updated_at)
+                    ])
+                    .db()
+                })
+                .map(drop),
+            )
         }
         Record::Audit(a) => {
             let Some(chain) = audit else {

@@ -500,6 +500,8 @@ impl RetentionEntity {
 /// applies, and a subject's `retention_days` on top.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RetentionRule {
+    /// Owning tenant.
+    pub tenant_id: String,
     /// Entity.
     pub entity: RetentionEntity,
     /// Kind ("" = every kind of the entity).
@@ -812,6 +814,7 @@ pub enum Record {
     Audit(AuditEntry),
     Kv(KvEntry),
     Lock(Lock),
+    Retention(RetentionRule),
 }
 
 impl Record {
@@ -833,6 +836,7 @@ impl Record {
             Record::Audit(_) => "audit",
             Record::Kv(_) => "kv",
             Record::Lock(_) => "lock",
+            Record::Retention(_) => "retention",
         }
     }
 }

@@ -2375,5 +2375,12 @@ fn validate_record(r: &Record, limits: &Limits) -> Result<()> {
         }
         Record::Kv(k) => tenant(&k.tenant_id),
         Record::Lock(l) => tenant(&l.tenant_id),
+        Record::Retention(r) => {
+            tenant(&r.tenant_id)?;
+            if r.days <= 0 {
+                return Err(Error::invalid("days", "must be positive"));
+            }
+            Ok(())
+        }
     }
 }

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 
+use agentstore::backend::RetentionEntity;
 use agentstore::{
     NewAgent, NewCheckpoint, NewDocument, NewEvent, NewMemory, NewMetricPoint, NewPendingWrite,
     NewSession, NewSubject, NewUsage, Payload, Scope, Store,
@@ -213,6 +214,8 @@ fn every_entity(s: &Store, scope: &Scope) {
         .unwrap();
     s.kv_incr(scope, "counter", 3, None).unwrap();
     s.lock_acquire(scope, "job", "worker-1", 60_000).unwrap();
+    s.set_retention(scope, RetentionEntity::Memory, Some("fact"), Some(30))
+        .unwrap();
 }
 
 #[test]
@@ -238,6 +241,7 @@ fn export_then_import_into_an_empty_store_reproduces_every_line() {
         "metric",
         "kv",
         "lock",
+        "retention",
         "audit",
     ];
     let rank = |t: &str| order.iter().position(|o| *o == t).unwrap();
