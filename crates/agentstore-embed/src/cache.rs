@@ -162,6 +162,10 @@ impl<E: Embedder> Embedder for Cached<E> {
         Some(self.stats())
     }
 
+    fn clear_cache(&self) {
+        self.cache.clear();
+    }
+
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let keys: Vec<Key> = texts.iter().map(|text| self.key(text)).collect();
         let mut out: Vec<Vec<f32>> = Vec::with_capacity(texts.len());

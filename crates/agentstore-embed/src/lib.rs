@@ -107,6 +107,9 @@ pub trait Embedder: Send + Sync {
         None
     }
 
+    /// Drops every cached vector; nothing to do without a cache.
+    fn clear_cache(&self) {}
+
     /// Embeds a single text.
     fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
         let mut vectors = self.embed(&[text])?;
@@ -175,6 +178,9 @@ macro_rules! store_embedder {
                     misses: c.misses,
                     entries: c.entries,
                 })
+            }
+            fn clear_cache(&self) {
+                Embedder::clear_cache(self)
             }
         }
     )*};

@@ -148,6 +148,11 @@ impl SqliteBackend {
         if let Err(e) = self.snapshot_vectors() {
             tracing::warn!(error = %e, "vector snapshot after a removal failed");
         }
+        // The in-memory keyword index of a large store drops the removed records now
+        // rather than at the next search.
+        if let Err(e) = self.conns.read(|c| self.keywords.warm(&self.conns, c)) {
+            tracing::warn!(error = %e, "keyword index update after a removal failed");
+        }
     }
 
     /// A strict subject's data key is made before the write that creates the subject, so

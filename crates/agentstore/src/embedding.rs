@@ -39,6 +39,9 @@ pub trait Embedder: Send + Sync {
     fn cache_stats(&self) -> Option<CacheCounters> {
         None
     }
+    /// Drops every cached vector (after a subject's erasure: its texts' vectors must not
+    /// outlive it anywhere). Nothing to do without a cache.
+    fn clear_cache(&self) {}
 }
 
 /// Hit and miss counts of an embedding cache.

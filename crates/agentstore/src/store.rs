@@ -483,10 +483,25 @@ impl Store {
     }
 
     /// Everything stored about a subject, as one JSON-ready document (GDPR access).
+    /// Who took a copy of whose data is itself recorded: the export leaves a
+    /// `subject.export` audit entry with its counts.
     pub fn export_subject(&self, scope: &Scope, id: &str) -> Result<SubjectExport> {
-        self.backend
+        let export = self
+            .backend
             .export_subject(&scope.tenant, id, now())?
-            .ok_or_else(|| Error::not_found("subject", id))
+            .ok_or_else(|| Error::not_found("subject", id))?;
+        let counts = serde_json::json!({
+            "sessions": export.sessions.len(),
+            "events": export.events.len(),
+            "checkpoints": export.checkpoints.len(),
+            "memories": export.memories.len(),
+            "documents": export.documents.len(),
+            "chunks": export.chunks.len(),
+            "usage": export.usage.len(),
+            "audit": export.audit.len(),
+        });
+        self.audit_action(scope, "subject.export", "subject", id, &counts)?;
+        Ok(export)
     }
 
     /// Records an administrative action (a migration, maintenance, a restore, a key
@@ -509,7 +524,14 @@ impl Store {
     /// [`WriteOp::EraseSubject`]). The audit log keeps a tombstone with counts only.
     pub fn erase_subject(&self, scope: &Scope, id: &str) -> Result<Erasure> {
         match self.write_one(scope, WriteOp::EraseSubject { id: id.into() })? {
-            WriteResult::Erased(r) => Ok(r),
+            WriteResult::Erased(r) => {
+                // The cache maps text hashes to vectors: no text, but vectors of the
+                // subject's texts, which the erasure removed everywhere else.
+                if let Some(e) = &self.embedder {
+                    e.clear_cache();
+                }
+                Ok(r)
+            }
             other => Err(Error::Corrupt(format!(
                 "erase_subject: unexpected backend result {other:?}"
             ))),

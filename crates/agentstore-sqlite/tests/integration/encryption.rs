@@ -411,3 +411,63 @@ fn audit_digests_of_a_subjects_fields_are_keyed() {
         Some(serde_json::json!(agentstore::codec::sha256_hex(b"no")))
     );
 }
+
+/// Rotation without downtime: a serving store that reads its master key from a file keeps
+/// answering through a rotation made by another process, once the file holds the new key:
+/// for data keys it has not unwrapped before (made elsewhere after the rotation) and for
+/// the data keys of subjects it creates afterwards.
+#[test]
+fn a_serving_store_follows_a_rotation_through_its_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key_file = dir.path().join("master.key");
+    let old = MasterKey::generate();
+    std::fs::write(&key_file, old.to_hex()).unwrap();
+    let mut o = OpenOptions::new(&data).create();
+    o.master_key = Some(MasterKeySource::File(key_file.clone()));
+    let server = agentstore_sqlite::open(&o).unwrap();
+    server.create_tenant("test", "t1", "Tenant One").unwrap();
+    let t = Encrypted {
+        store: server,
+        scope: Scope::new("t1", "test"),
+        key: old.clone(),
+        dir,
+    };
+    let alice = subject(&t, "alice@example.com", false);
+    let (a_memory, _, _) = write_all(&t, Some(&alice), "rambutan");
+
+    // The operator writes the new key into the server's key file, then rotates.
+    let new = MasterKey::generate();
+    std::fs::write(&key_file, new.to_hex()).unwrap();
+    let mut admin = OpenOptions::new(&data);
+    admin.master_key = Some(MasterKeySource::Key(old));
+    let rotated = agentstore_sqlite::SqliteBackend::open(&admin)
+        .unwrap()
+        .rotate_master_key(new.clone())
+        .unwrap();
+    assert_eq!(rotated, 1);
+
+    // Another process, on the new key, adds a subject the server has never seen.
+    let other = t.open_with(Some(new)).unwrap();
+    let mut s = NewSubject::new("bob@example.com");
+    s.consent = true;
+    let bob = other.create_subject(&t.scope, s).unwrap().id;
+    let mut m = NewMemory::new("bob prefers durian");
+    m.subject_id = Some(bob);
+    let b_memory = other.remember(&t.scope, m).unwrap().id().to_owned();
+
+    assert_eq!(
+        t.store.get_memory(&t.scope, &b_memory).unwrap().content,
+        "bob prefers durian"
+    );
+    assert_eq!(
+        t.store.get_memory(&t.scope, &a_memory).unwrap().content,
+        "prefers rambutan for breakfast"
+    );
+    let carol = subject(&t, "carol@example.com", false);
+    let (c_memory, _, _) = write_all(&t, Some(&carol), "kiwano");
+    assert_eq!(
+        other.get_memory(&t.scope, &c_memory).unwrap().content,
+        "prefers kiwano for breakfast"
+    );
+}

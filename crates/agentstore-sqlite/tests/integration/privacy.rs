@@ -280,6 +280,19 @@ fn export_then_erase_a_subject() {
     let orphan = t.store.create_session(&t.scope, orphan).unwrap();
 
     let export = t.store.export_subject(&t.scope, &alice).unwrap();
+    // The access itself is recorded, with counts only.
+    let exports = t
+        .store
+        .list_audit(AuditQuery {
+            action: Some("subject.export".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .items;
+    assert_eq!(exports.len(), 1);
+    assert_eq!(exports[0].resource_id, alice);
+    assert_eq!(exports[0].new_values.as_ref().unwrap()["memories"], 2);
     assert_eq!(export.subject.id, alice);
     assert_eq!(export.sessions.len(), 2);
     assert_eq!(export.events.len(), 3);
