@@ -2123,8 +2123,21 @@ impl Store {
     /// Removes expired records of one tenant, and those past its retention rules.
     pub fn sweep_expired(&self, scope: &Scope) -> Result<SweepReport> {
         match self.write_one(scope, WriteOp::SweepExpired { at: now() })? {
-            WriteResult::Swept(r) => Ok(r),
+            WriteResult::Swept(r) => {
+                self.after_sweep(&r);
+                Ok(r)
+            }
             _ => Ok(SweepReport::default()),
+        }
+    }
+
+    /// Records that left by retention leave the embedding cache too (it holds vectors of
+    /// their texts, keyed by text hash).
+    fn after_sweep(&self, r: &SweepReport) {
+        if r.removed() > 0
+            && let Some(e) = &self.embedder
+        {
+            e.clear_cache();
         }
     }
 
@@ -2264,11 +2277,13 @@ impl Store {
 
     /// Sweep, optimise, checkpoint and optionally vacuum.
     pub fn maintenance(&self, vacuum: bool) -> Result<MaintenanceReport> {
-        self.backend.maintenance(&MaintenanceOptions {
+        let r = self.backend.maintenance(&MaintenanceOptions {
             sweep: true,
             vacuum,
             now: now(),
-        })
+        })?;
+        self.after_sweep(&r.swept);
+        Ok(r)
     }
 
     /// Online backup into an empty directory.

@@ -151,3 +151,39 @@ fn model_info_checks_caller_supplied_vectors() {
     let error = info.check_vector(&[0.1, f32::NAN, 0.3]).unwrap_err();
     assert_eq!(error.code(), "invalid_vector");
 }
+
+/// GDPR erasure reaches the cache: vectors of an erased subject's texts are not served
+/// from it afterwards (the same text is computed again).
+#[test]
+fn erasing_a_subject_clears_the_cache() {
+    use agentstore::{NewMemory, NewSubject, Scope, SearchRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let cached = std::sync::Arc::new(Cached::new(Recording::new("m", 0.5), 100));
+    let store = agentstore_sqlite::open(&agentstore_sqlite::OpenOptions::new(dir.path()).create())
+        .unwrap()
+        .with_embedder(cached.clone());
+    store.create_tenant("test", "t1", "Tenant One").unwrap();
+    let sc = Scope::new("t1", "test");
+    let mut s = NewSubject::new("alice@example.com");
+    s.consent = true;
+    let alice = store.create_subject(&sc, s).unwrap().id;
+    let text = "alice's secret text";
+    let mut m = NewMemory::new(text);
+    m.subject_id = Some(alice.clone());
+    store.remember(&sc, m).unwrap();
+    // A search for the same text embeds it: from the cache.
+    store.search(&sc, SearchRequest::text(text)).unwrap();
+    assert_eq!(
+        cached.inner().calls().len(),
+        1,
+        "the repeat came from the cache"
+    );
+
+    store.erase_subject(&sc, &alice).unwrap();
+    store.search(&sc, SearchRequest::text(text)).unwrap();
+    assert_eq!(
+        cached.inner().calls().len(),
+        2,
+        "the erased subject's text was served from the cache"
+    );
+}
