@@ -31,7 +31,7 @@ const SEED: u64 = 20_240_601;
 const REFERENCE_WRITES: f64 = 1_000.0;
 const REFERENCE_READS: f64 = 5_000.0;
 const USAGE: &str = "usage: agentstore-bench [--smoke] [--scale N] [--repeat N] [--only SUBSTRING]
-                        [--out PATH] [--data-dir DIR]
+                        [--out PATH] [--data-dir DIR] [--encrypted]
 
   --smoke         tiny sizes, a check that every workload runs; writes to a temp file
   --scale N       multiply operation counts, time caps and the backup size by N (default 1)
@@ -43,7 +43,9 @@ const USAGE: &str = "usage: agentstore-bench [--smoke] [--scale N] [--repeat N] 
   --out PATH      where to write the markdown report
                   (default bench/results/foundation.md; with --smoke a temp file)
   --data-dir DIR  where the stores are created (default: the system temp dir); the
-                  file system decides what an fsync costs";
+                  file system decides what an fsync costs
+  --encrypted     field encryption on, every record a subject's (sealed text); the
+                  report defaults to bench/results/foundation-encrypted.md";
 
 /// How much work each workload does.
 #[derive(Clone, Debug)]
@@ -70,6 +72,8 @@ pub struct Sizes {
     pub backup_event_bytes: usize,
     /// Time after which a workload stops early and reports what it did.
     pub cap: Duration,
+    /// Field encryption on, every record belonging to a subject (`--encrypted`).
+    pub encrypted: bool,
 }
 
 impl Sizes {
@@ -87,6 +91,7 @@ impl Sizes {
             backup_bytes: (256.0 * scale * (1u64 << 20) as f64) as u64,
             backup_event_bytes: 1_000,
             cap: Duration::from_secs_f64(10.0 * scale),
+            encrypted: false,
         }
     }
 
@@ -103,6 +108,7 @@ impl Sizes {
             backup_bytes: 2 << 20,
             backup_event_bytes: 1_000,
             cap: Duration::from_secs(2),
+            encrypted: false,
         }
     }
 }
@@ -196,6 +202,7 @@ struct Args {
     only: Option<String>,
     out: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    encrypted: bool,
     raw: Vec<String>,
 }
 
@@ -208,6 +215,7 @@ fn parse_args() -> Result<Option<Args>> {
         only: None,
         out: None,
         data_dir: None,
+        encrypted: false,
         raw: raw.clone(),
     };
     let mut it = raw.into_iter();
@@ -215,6 +223,7 @@ fn parse_args() -> Result<Option<Args>> {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--smoke" => a.smoke = true,
+            "--encrypted" => a.encrypted = true,
             "--scale" => {
                 let v = value()?;
                 a.scale = v
@@ -643,7 +652,7 @@ fn report(args: &Args, sizes: &Sizes, runner: &Runner<'_>, rows: &[Row], took: D
          memory upserts, {} point reads (per row; split over {READ_THREADS} threads in the \
          {READ_THREADS}-thread row), {} passes over the listed session; each measurement \
          stops early after {:.0} s. Each side ran {} time(s), alternating with the other; \
-         the table shows the median. Total run time {:.0} s.\n\n\
+         the table shows the median. Total run time {:.0} s.{}\n\n\
          {}\n## Targets\n\n{}\n\
          Ratios are agentstore's speed as a share of the bare loop's (for the backup, the bare \
          loop's seconds per GB over agentstore's). \"vs reference\" divides agentstore's rate \
@@ -659,6 +668,14 @@ fn report(args: &Args, sizes: &Sizes, runner: &Runner<'_>, rows: &[Row], took: D
         sizes.cap.as_secs_f64(),
         runner.repeat,
         took.as_secs_f64(),
+        if sizes.encrypted {
+            "\n\nField encryption on (`--encrypted`): agentstore's store has a master key and \
+             every session and memory belongs to a subject, so each event's and memory's text \
+             is sealed with AES-256-GCM under the subject's data key. The bare loop stores \
+             clear text as always."
+        } else {
+            ""
+        },
         table(rows),
         targets(rows),
     )
@@ -676,11 +693,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sizes = if args.smoke {
+    let mut sizes = if args.smoke {
         Sizes::smoke()
     } else {
         Sizes::full(args.scale)
     };
+    sizes.encrypted = args.encrypted;
     let data_root = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
     if let Err(e) = std::fs::create_dir_all(&data_root) {
         eprintln!(
@@ -697,6 +715,9 @@ fn main() -> ExitCode {
         (None, None) if args.smoke => Some(
             std::env::temp_dir().join(format!("agentstore-bench-smoke-{}.md", std::process::id())),
         ),
+        (None, None) if args.encrypted => {
+            Some(workspace_root().join("bench/results/foundation-encrypted.md"))
+        }
         (None, None) => Some(workspace_root().join("bench/results/foundation.md")),
     };
 

@@ -99,15 +99,35 @@ pub fn db_bytes(db: &Path) -> Result<u64> {
     Ok(size(db) + size(Path::new(&wal)))
 }
 
-fn open(dir: &Path, d: Durability) -> Result<(Store, Scope)> {
-    let store = agentstore_sqlite::open(&OpenOptions::new(dir.join("data")).create().durability(d))
-        .context("open the store")?;
+/// The subject whose records the `--encrypted` run writes.
+pub const SUBJECT: &str = "bench-subject";
+
+/// A new store with the benchmark's tenant and session. With `s.encrypted` the store has
+/// a master key and the session (and every memory) belongs to a subject, so that every
+/// event and memory text is sealed under the subject's data key.
+fn open(dir: &Path, d: Durability, s: &Sizes) -> Result<(Store, Scope)> {
+    let mut opts = OpenOptions::new(dir.join("data")).create().durability(d);
+    if s.encrypted {
+        opts.master_key = Some(agentstore_sqlite::MasterKeySource::Key(
+            agentstore_sqlite::MasterKey::generate(),
+        ));
+    }
+    let store = agentstore_sqlite::open(&opts).context("open the store")?;
     store.create_tenant("bench", TENANT, "Benchmark")?;
     let scope = Scope::new(TENANT, "bench");
+    let subject = if s.encrypted {
+        let mut n = agentstore::NewSubject::new("bench@example.com");
+        n.id = Some(SUBJECT.into());
+        n.consent = true;
+        Some(store.create_subject(&scope, n)?.id)
+    } else {
+        None
+    };
     store.create_session(
         &scope,
         NewSession {
             id: Some(SESSION.into()),
+            subject_id: subject,
             ..NewSession::new("bench")
         },
     )?;
@@ -158,7 +178,7 @@ pub fn event_append(
     iters: usize,
     s: &Sizes,
 ) -> Result<Cell> {
-    let (store, scope) = open(dir, d)?;
+    let (store, scope) = open(dir, d, s)?;
     let (m, _) = append(&store, &scope, batch, iters, s.cap, event_content)?;
     Ok(Cell::rate(m))
 }
@@ -172,7 +192,7 @@ pub fn memory_upsert(
     s: &Sizes,
     rng: &mut StdRng,
 ) -> Result<Cell> {
-    let (store, scope) = open(dir, d)?;
+    let (store, scope) = open(dir, d, s)?;
     let key_space = (iters * batch / 2).max(1);
     let mut i = 0u64;
     let m = run_loop(iters, s.cap, || {
@@ -182,6 +202,7 @@ pub fn memory_upsert(
                 let key = memory_key(rng.random_range(0..key_space));
                 NewMemory {
                     key: Some(key.clone()),
+                    subject_id: s.encrypted.then(|| SUBJECT.to_owned()),
                     ..NewMemory::new(memory_content(i, &key))
                 }
             })
@@ -201,7 +222,7 @@ pub fn memory_upsert(
 /// A store holding `s.read_pool` events (rounded up to whole batches of 1,000) and their
 /// ids, for the point-read rows.
 fn read_pool(dir: &Path, s: &Sizes) -> Result<(Store, Scope, Vec<String>)> {
-    let (store, scope) = open(dir, Durability::Normal)?;
+    let (store, scope) = open(dir, Durability::Normal, s)?;
     let (_, ids) = append(
         &store,
         &scope,
@@ -304,7 +325,7 @@ pub fn run_threads<S>(
 
 /// Pages of 100 over one session, start to end, several times.
 pub fn list_session(dir: &Path, s: &Sizes) -> Result<Cell> {
-    let (store, scope) = open(dir, Durability::Normal)?;
+    let (store, scope) = open(dir, Durability::Normal, s)?;
     let batches = s.list_session.div_ceil(1000);
     append(&store, &scope, 1000, batches, Duration::MAX, event_content)?;
     let total = batches * 1000;
@@ -338,7 +359,7 @@ pub fn list_session(dir: &Path, s: &Sizes) -> Result<Cell> {
 /// Builds a store of at least `s.backup_bytes` by batched appends, then times
 /// `Store::backup`. Returns the cell and the database size, which the bare side matches.
 pub fn backup(dir: &Path, s: &Sizes) -> Result<(Cell, u64)> {
-    let (store, scope) = open(dir, Durability::Normal)?;
+    let (store, scope) = open(dir, Durability::Normal, s)?;
     let db = dir.join("data").join("agentstore.db");
     let mut next = 0u64;
     while db_bytes(&db)? < s.backup_bytes {
