@@ -339,6 +339,7 @@ impl Connections {
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; commits on `Ok`.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _sealing = crate::keyring::Sealing::set(self.keyring.enabled());
         // IMMEDIATE takes the write lock up front: a transaction that reads and then
         // writes cannot fail half-way with SQLITE_BUSY when another process wrote between.
         let tx = w

@@ -49,6 +49,35 @@ pub(crate) const UNAVAILABLE_PREFIX: &str = "agentstore:key_unavailable:";
 /// As [`UNAVAILABLE_PREFIX`], for [`Error::Corrupt`].
 pub(crate) const CORRUPT_PREFIX: &str = "agentstore:corrupt:";
 
+thread_local! {
+    /// Whether the write transaction running on this thread seals subjects' fields (its
+    /// store has a master key). Set by `Connections::write` for the length of the
+    /// transaction, so that the hottest inserts pick plain SQL, without the sealing
+    /// functions, on a store without encryption. A thread-local rather than a parameter
+    /// because the inserts sit several calls below the write path in every module.
+    static SEALING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current write transaction seals fields (see `SEALING`).
+pub(crate) fn sealing() -> bool {
+    SEALING.with(std::cell::Cell::get)
+}
+
+/// Sets [`sealing`] for the life of the guard, then restores what was there.
+pub(crate) struct Sealing(bool);
+
+impl Sealing {
+    pub(crate) fn set(on: bool) -> Sealing {
+        Sealing(SEALING.with(|s| s.replace(on)))
+    }
+}
+
+impl Drop for Sealing {
+    fn drop(&mut self) {
+        SEALING.with(|s| s.set(self.0));
+    }
+}
+
 /// The master key: 32 bytes that wrap every subject's data key.
 #[derive(Clone)]
 pub struct MasterKey {
@@ -662,28 +691,30 @@ impl Keyring {
     }
 }
 
+/// A field whose data key is gone (a restored copy after an erasure) is indexed as
+/// NULL: its text cannot be read, so it cannot be searched either, and the rest of the
+/// store stays searchable.
 fn index_value(k: &Keyring, ctx: &Context<'_>) -> rusqlite::Result<Value> {
+    let lenient = |r: Result<bool>| match r {
+        Err(Error::KeyUnavailable(_)) => Ok(true),
+        other => other.map_err(user_err),
+    };
     if ctx.len() == 2
         && let ValueRef::Blob(b) = ctx.get_raw(1)
-        && k.is_strict(b).map_err(user_err)?
+        && lenient(k.is_strict(b))?
     {
         return Ok(Value::Null);
     }
     match ctx.get_raw(0) {
-        ValueRef::Blob(b) => {
-            let (text, strict) = k.open_sealed(b).map_err(user_err)?;
-            Ok(if strict {
-                Value::Null
-            } else {
-                Value::Text(text)
-            })
-        }
+        ValueRef::Blob(b) => match k.open_sealed(b) {
+            Ok((text, false)) => Ok(Value::Text(text)),
+            Ok((_, true)) | Err(Error::KeyUnavailable(_)) => Ok(Value::Null),
+            Err(e) => Err(user_err(e)),
+        },
         other => Value::try_from(other).map_err(utf8_from),
     }
 }
 
-/// A scalar function can only hand SQLite an error text: engine errors travel as
-/// `agentstore:<code>:<message>` and [`crate::sql::db_err`] turns them back.
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     use hmac::{KeyInit as _, Mac};
     let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
@@ -691,6 +722,8 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// A scalar function can only hand SQLite an error text: engine errors travel as
+/// `agentstore:<code>:<message>` and [`crate::sql::db_err`] turns them back.
 fn user_err(e: Error) -> rusqlite::Error {
     let text = match &e {
         Error::KeyUnavailable(m) => format!("{UNAVAILABLE_PREFIX}{m}"),

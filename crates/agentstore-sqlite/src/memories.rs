@@ -72,9 +72,14 @@ pub(crate) fn memory_row(r: &Row<'_>) -> rusqlite::Result<Result<Memory>> {
 
 /// Inserts a complete memory verbatim (also used by import).
 pub(crate) fn insert_memory(tx: &Connection, m: &Memory) -> Result<()> {
+    let (content, summary) = if crate::keyring::sealing() {
+        ("as_seal(?2, ?19, ?6)", "as_seal(?2, ?19, ?7)")
+    } else {
+        ("?6", "?7")
+    };
     tx.prepare_cached(&format!(
         "INSERT INTO memories ({MEMORY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5,
-             as_seal(?2, ?19, ?6), as_seal(?2, ?19, ?7), ?8, ?9, ?10,
+             {content}, {summary}, ?8, ?9, ?10,
              ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26,
              ?27, ?28, ?29, ?30, ?31)"
     ))

@@ -18,7 +18,7 @@ use crate::telemetry::{USAGE_COLUMNS, usage_row};
 use crate::tenants::get_subject;
 
 /// The full-text tables (contentless, migration 8).
-const FTS_TABLES: [&str; 3] = ["memories_fts", "chunks_fts", "events_fts"];
+pub(crate) const FTS_TABLES: [&str; 3] = ["memories_fts", "chunks_fts", "events_fts"];
 
 /// Ids selected by `sql` (one text column) with the tenant and subject as ?1 and ?2.
 fn ids(c: &Connection, sql: &str, tenant: &str, subject: &str) -> Result<Vec<String>> {

@@ -323,11 +323,24 @@ fn erased_subject_cannot_be_read_from_an_older_backup() {
         restored.get_memory(&scope, &b_memory).unwrap().content,
         "prefers durian for breakfast"
     );
+    // Search keeps working in the restored copy: its first search indexes the events
+    // the backup had not indexed yet, the erased subject's as nothing (their text cannot
+    // be read), and the other subject is found.
+    assert_eq!(keyword_hits(&restored, &scope, "durian"), 4);
+    // The backup's full-text index still has the erased subject's words (a non-strict
+    // subject's, as documented), so a search for them finds its records; their text
+    // cannot be read, and the search fails with `key_unavailable` rather than
+    // answering with records it cannot show.
+    let e = restored
+        .search(&scope, SearchRequest::text("rambutan"))
+        .unwrap_err();
+    assert_eq!(e.code(), "key_unavailable", "{e}");
     // Erasing the subject again in the restored copy works without its key.
     let again = restored.erase_subject(&scope, &alice).unwrap();
     assert_eq!(again.memories, 1);
     assert!(!again.data_key_destroyed);
-    assert!(restored.verify().unwrap().ok());
+    let report = restored.verify().unwrap();
+    assert!(report.ok(), "{report:?}");
     assert_eq!(keyword_hits(&restored, &scope, "durian"), 4);
 }
 
