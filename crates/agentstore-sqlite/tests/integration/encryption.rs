@@ -381,20 +381,21 @@ fn audit_digests_of_a_subjects_fields_are_keyed() {
     let mut m = NewMemory::new("yes");
     m.subject_id = Some(alice.clone());
     t.store.remember(&t.scope, m).unwrap();
-    let audit = t
-        .store
-        .list_audit(agentstore::backend::AuditQuery {
-            action: Some("memory.create".into()),
-            limit: 100,
-            ..Default::default()
-        })
-        .unwrap();
-    let entry = audit
-        .items
-        .iter()
-        .find(|e| e.action == "memory.create")
-        .expect("an audit entry for the memory");
-    let content = &entry.new_values.as_ref().unwrap()["content"];
+    // The redacted `content` of each memory.create entry, oldest first.
+    let contents = || -> Vec<serde_json::Value> {
+        t.store
+            .list_audit(agentstore::backend::AuditQuery {
+                action: Some("memory.create".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|e| e.new_values.unwrap()["content"].clone())
+            .collect()
+    };
+    let content = &contents()[0];
     assert_eq!(content["redacted"], true, "{content}");
     assert_eq!(content["bytes"], 3);
     assert!(content.get("sha256").is_none(), "{content}");
@@ -406,19 +407,7 @@ fn audit_digests_of_a_subjects_fields_are_keyed() {
     );
     // A record without a subject keeps the plain digest.
     t.store.remember(&t.scope, NewMemory::new("no")).unwrap();
-    let audit = t
-        .store
-        .list_audit(agentstore::backend::AuditQuery {
-            action: Some("memory.create".into()),
-            limit: 100,
-            ..Default::default()
-        })
-        .unwrap();
-    let plain = audit
-        .items
-        .iter()
-        .filter(|e| e.action == "memory.create")
-        .find_map(|e| e.new_values.as_ref()?["content"].get("sha256").cloned());
+    let plain = contents()[1].get("sha256").cloned();
     assert_eq!(
         plain,
         Some(serde_json::json!(agentstore::codec::sha256_hex(b"no")))
