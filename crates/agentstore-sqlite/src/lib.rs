@@ -169,6 +169,14 @@ impl SqliteBackend {
                         "strict privacy needs field encryption: open the store with a master key",
                     ));
                 }
+                // A subject of that id already exists: the write fails with
+                // `already_exists`, and its key (if any) must not turn strict.
+                if self
+                    .read_one(|c| tenants::get_subject(c, &s.tenant_id, &s.id))?
+                    .is_some()
+                {
+                    continue;
+                }
                 self.conns
                     .keyring()
                     .create_subject_key(&s.tenant_id, &s.id, true)?;

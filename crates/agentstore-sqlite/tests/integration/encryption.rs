@@ -259,6 +259,19 @@ fn strict_subject_leaves_no_plaintext_in_any_file() {
         "a non-strict subject's words are in the full-text index (documented)"
     );
 
+    // A strict subject with the id of an existing one (which has no data key yet) is
+    // refused and does not make that subject's key strict: its words stay searchable.
+    let frank = subject(&t, "frank@example.com", false);
+    let mut clash = NewSubject::new("frank-again@example.com");
+    clash.id = Some(frank.clone());
+    clash.strict = true;
+    let e = t.store.create_subject(sc, clash).unwrap_err();
+    assert_eq!(e.code(), "already_exists", "{e}");
+    let mut m = NewMemory::new("frank eats tamarillos");
+    m.subject_id = Some(frank);
+    t.store.remember(sc, m).unwrap();
+    assert_eq!(keyword_hits(&t.store, sc, "tamarillos"), 1);
+
     // Strict needs encryption.
     let plain = crate::common::store();
     let mut s = NewSubject::new("erin@example.com");
