@@ -355,17 +355,9 @@ impl Keyring {
         let Some(inner) = guard.as_mut() else {
             return Ok(None);
         };
-        let found: Option<Vec<u8>> = inner
-            .conn
-            .query_row(
-                "SELECT key_id FROM data_keys WHERE tenant_id = ?1 AND subject_id = ?2",
-                params![tenant, subject],
-                |r| r.get(0),
-            )
-            .optional()
-            .db()?;
+        let found = stored_key_id(&inner.conn, tenant, subject)?;
         let id = match (found, create) {
-            (Some(id), _) => key_id(&id)?,
+            (Some(id), _) => id,
             (None, None) => return Ok(None),
             (None, Some(strict)) => {
                 self.sync_master(inner)?;
@@ -392,15 +384,9 @@ impl Keyring {
                         ],
                     )
                     .db()?;
-                let stored: Vec<u8> = inner
-                    .conn
-                    .query_row(
-                        "SELECT key_id FROM data_keys WHERE tenant_id = ?1 AND subject_id = ?2",
-                        params![tenant, subject],
-                        |r| r.get(0),
-                    )
-                    .db()?;
-                key_id(&stored)?
+                stored_key_id(&inner.conn, tenant, subject)?.ok_or_else(|| {
+                    Error::Corrupt(format!("the data key of subject '{subject}' vanished"))
+                })?
             }
         };
         self.by_subject.write().insert(cache_key, id);
@@ -743,6 +729,23 @@ fn utf8_err(e: std::str::Utf8Error) -> rusqlite::Error {
 
 fn unavailable(why: &str) -> Error {
     Error::KeyUnavailable(why.into())
+}
+
+/// The key id of a subject's data key in the keyring, if it has one.
+fn stored_key_id(
+    conn: &Connection,
+    tenant: &str,
+    subject: &str,
+) -> Result<Option<[u8; KEY_ID_LEN]>> {
+    let found: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT key_id FROM data_keys WHERE tenant_id = ?1 AND subject_id = ?2",
+            params![tenant, subject],
+            |r| r.get(0),
+        )
+        .optional()
+        .db()?;
+    found.map(|b| key_id(&b)).transpose()
 }
 
 fn key_id(b: &[u8]) -> Result<[u8; KEY_ID_LEN]> {
