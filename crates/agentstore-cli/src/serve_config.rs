@@ -12,11 +12,14 @@
 //! rate_per_second = 100.0    # per API key; 0 = unlimited
 //! rate_burst = 200
 //! sweep_interval_secs = 3600 # retention sweep of every tenant; 0 = off
+//! redis_url = "redis://127.0.0.1:6379/"  # shared rate limits and key-cache invalidation
+//!                                        # between several servers; optional
 //! mcp_allowed_hosts = ["localhost", "127.0.0.1", "::1", "agents.example.internal:8080"]
 //!
 //! [store]                    # --data-dir, --durability, --model-dir, --embed-events
 //!                            # and their AGENTSTORE_* variables win over these
 //! data_dir = "/var/lib/agentstore"   # relative paths are relative to this file
+//! # database_url = "postgres://agentstore@db/agentstore"   # PostgreSQL instead
 //! durability = "full"        # full | normal
 //! model_dir = "/opt/models/all-MiniLM-L6-v2"
 //! master_key_file = "master.key" # field encryption (--master-key-file)
@@ -48,6 +51,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "AGENTSTORE_SWEEP_INTERVAL_SECS",
         "server.sweep_interval_secs",
     ),
+    ("AGENTSTORE_REDIS_URL", "server.redis_url"),
     ("AGENTSTORE_LOG_FORMAT", "log.format"),
     ("AGENTSTORE_LOG", "log.level"),
 ];
@@ -87,6 +91,8 @@ pub struct ServeSettings {
     pub mcp_allowed_hosts: Vec<String>,
     /// Seconds between retention sweeps (0: none).
     pub sweep_interval_secs: u64,
+    /// Redis shared by several servers (rate limits, key-cache invalidation), if any.
+    pub redis_url: Option<String>,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -101,6 +107,8 @@ pub struct ServeSettings {
 pub struct StoreSettings {
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (instead of the data directory).
+    pub database_url: Option<String>,
     /// Commit durability.
     pub durability: Option<Durability>,
     /// Local embedding model directory.
@@ -144,6 +152,7 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct FileStore {
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     durability: Option<FileDurability>,
     model_dir: Option<PathBuf>,
     embed_events: Option<bool>,
@@ -172,6 +181,7 @@ impl FileStore {
         };
         Ok(StoreSettings {
             data_dir: self.data_dir.map(|p| base.join(p)),
+            database_url: self.database_url,
             durability: self.durability.map(|d| match d {
                 FileDurability::Full => Durability::Full,
                 FileDurability::Normal => Durability::Normal,
@@ -193,6 +203,7 @@ struct FileServer {
     rate_burst: Option<u32>,
     mcp_allowed_hosts: Option<Vec<String>>,
     sweep_interval_secs: Option<u64>,
+    redis_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +225,7 @@ fn preset(name: &str) -> Result<ServeSettings> {
             .map(String::from)
             .to_vec(),
         sweep_interval_secs: 3600,
+        redis_url: None,
         log_format: LogFormat::Text,
         log_level: "info".into(),
         store: StoreSettings::default(),
@@ -324,6 +336,9 @@ impl ServeSettings {
         if let Some(v) = parsed.server.sweep_interval_secs {
             s.sweep_interval_secs = v;
         }
+        if let Some(v) = &parsed.server.redis_url {
+            s.redis_url = Some(v.clone()).filter(|u| !u.trim().is_empty());
+        }
         let mut hosts_set = false;
         if let Some(v) = parsed.server.mcp_allowed_hosts.clone() {
             s.mcp_allowed_hosts = hosts(v, "config server.mcp_allowed_hosts")?;
@@ -342,6 +357,9 @@ impl ServeSettings {
                 "AGENTSTORE_RATE_PER_SECOND" => s.rate_per_second = number(value, var)?,
                 "AGENTSTORE_RATE_BURST" => s.rate_burst = number(value, var)?,
                 "AGENTSTORE_SWEEP_INTERVAL_SECS" => s.sweep_interval_secs = number(value, var)?,
+                "AGENTSTORE_REDIS_URL" => {
+                    s.redis_url = Some(value.clone()).filter(|u| !u.trim().is_empty())
+                }
                 "AGENTSTORE_MCP_ALLOWED_HOSTS" => {
                     s.mcp_allowed_hosts = hosts(value.split(',').map(String::from).collect(), var)?;
                     hosts_set = true;
@@ -365,6 +383,11 @@ impl ServeSettings {
         let ip = s.addr.ip();
         if !hosts_set && !ip.is_loopback() && !ip.is_unspecified() {
             s.mcp_allowed_hosts.push(ip.to_string());
+        }
+        if let Some(url) = &s.redis_url
+            && let Err(e) = agentstore_server::shared::check_redis_url(url)
+        {
+            return Err(Error::invalid("redis_url", format!("'{url}': {e}")));
         }
         s.validate()?;
         Ok(s)

@@ -1,14 +1,15 @@
 //! agentstore's HTTP server: JSON REST under `/v1` for every entity and for search, its
 //! OpenAPI 3.1 document at `/v1/openapi.json`, API keys confining each request to one
 //! tenant, a token-bucket rate limit per key, `/healthz`, `/readyz` and Prometheus
-//! `/metrics`.
+//! `/metrics`. Several servers over one store may share an optional Redis for their rate
+//! limits and key revocations ([`shared`]); none needs it to serve.
 //!
 //! Data flow of a request: [`metrics::track`] (request id, timing, log line) →
-//! [`auth::authenticate`] (key → tenant, rate limit) → the route's scope check → the
-//! handler, which validates nothing itself and calls [`agentstore::Store`] on tokio's
-//! blocking pool (the store is synchronous; SQLite calls block). The engine validates,
-//! and its errors become `{code, message}` responses through one table
-//! ([`error::STATUS`]).
+//! [`auth::authenticate`] (key → tenant through the key cache, rate limit) → the
+//! route's scope check → the handler, which validates nothing itself and calls
+//! [`agentstore::Store`] on tokio's blocking pool (the store is synchronous; SQLite calls
+//! block). The engine validates, and its errors become `{code, message}` responses
+//! through one table ([`error::STATUS`]).
 
 pub mod api;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod mcp;
 mod metrics;
 mod routes;
+pub mod shared;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,6 +49,11 @@ pub struct ServerOptions {
     /// a web page in a browser on the server's machine must not reach it under a name
     /// of its own. Empty: any host.
     pub mcp_allowed_hosts: Vec<String>,
+    /// Redis shared by the servers of a group (`redis://host:port/db`): one rate-limit
+    /// bucket per key across them, and revocations that reach every server's key cache
+    /// at once. None: this server's own state only. Redis down or unreachable, even at
+    /// start, never stops the server; see [`shared`].
+    pub redis_url: Option<String>,
 }
 
 /// The hosts `/mcp` answers by default: the loopback names.
@@ -62,6 +69,7 @@ impl Default for ServerOptions {
             rate_burst: 2000,
             mcp_allowed_hosts: DEFAULT_MCP_HOSTS.map(String::from).to_vec(),
             sweep_interval: Some(std::time::Duration::from_secs(3600)),
+            redis_url: None,
         }
     }
 }
@@ -74,7 +82,8 @@ pub(crate) struct RequestId(pub(crate) String);
 #[derive(Clone)]
 pub struct AppState {
     store: Arc<Store>,
-    limiter: Arc<auth::RateLimiter>,
+    /// Rate limits and the key cache, through Redis when there is one.
+    shared: Arc<shared::Shared>,
     metrics: Arc<metrics::Metrics>,
     openapi: Arc<Value>,
     /// False once shutdown has begun: `/readyz` then says so, so a load balancer stops
@@ -117,6 +126,7 @@ impl AppState {
 pub struct Server {
     router: Router,
     store: Arc<Store>,
+    shared: Arc<shared::Shared>,
     sweep_interval: Option<std::time::Duration>,
     ready: Arc<AtomicBool>,
     /// Ends MCP sessions at shutdown, which would otherwise hold it open.
@@ -128,13 +138,12 @@ impl Server {
     pub fn new(store: Arc<Store>, opts: &ServerOptions) -> Self {
         let (v1, openapi) = routes::api().finish();
         let ready = Arc::new(AtomicBool::new(true));
+        let metrics = Arc::new(metrics::Metrics::new());
+        let shared = Arc::new(shared::Shared::new(opts, metrics.clone()));
         let state = AppState {
             store: store.clone(),
-            limiter: Arc::new(auth::RateLimiter::new(
-                opts.rate_per_second,
-                opts.rate_burst,
-            )),
-            metrics: Arc::new(metrics::Metrics::new()),
+            shared: shared.clone(),
+            metrics,
             openapi: Arc::new(openapi),
             ready: ready.clone(),
             store_slots: Arc::new(tokio::sync::Semaphore::new(STORE_SLOTS)),
@@ -165,13 +174,16 @@ impl Server {
         Server {
             router,
             store,
+            shared,
             sweep_interval: opts.sweep_interval,
             ready,
             mcp_cancel,
         }
     }
 
-    /// The router, e.g. to serve it on a listener of one's own.
+    /// The router, e.g. to serve it on a listener of one's own. Served that way, the
+    /// server keeps to its own state: Redis ([`ServerOptions::redis_url`]) is connected
+    /// to and watched by [`Server::serve`].
     pub fn router(&self) -> Router {
         self.router.clone()
     }
@@ -186,7 +198,8 @@ impl Server {
     ///
     /// The store's search indexes are warmed in the background meanwhile
     /// ([`Store::warm`]); requests are answered from the start, searches by the slower
-    /// fallbacks until the indexes are ready.
+    /// fallbacks until the indexes are ready. Redis, when configured, is connected to and
+    /// watched in the background too; the server serves whether or not it answers.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -204,6 +217,7 @@ impl Server {
         let sweeper = self
             .sweep_interval
             .map(|every| tokio::spawn(sweep_every(self.store.clone(), every)));
+        let shared_tasks = self.shared.start();
         let ready = self.ready.clone();
         let mcp_cancel = self.mcp_cancel.clone();
         let served = axum::serve(listener, self.router)
@@ -216,6 +230,9 @@ impl Server {
             .await;
         if let Some(s) = sweeper {
             s.abort();
+        }
+        for t in shared_tasks {
+            t.abort();
         }
         served
     }

@@ -1,7 +1,8 @@
-//! Prometheus metrics: requests, latency, rate limiting, store sizes and the embedding
-//! cache.
+//! Prometheus metrics: requests, latency, rate limiting, store sizes, the embedding
+//! cache, the API-key cache and the shared Redis.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -53,6 +54,15 @@ pub(crate) struct Metrics {
     bytes: Family<EntityLabels, Gauge>,
     cache_hits: Gauge,
     cache_misses: Gauge,
+    /// 1 while the shared Redis answers (the breaker is closed); 0 when it does not or
+    /// none is configured.
+    pub(crate) redis_up: Gauge,
+    pub(crate) redis_errors: Counter,
+    /// Requests that wanted Redis and were served from this server's own state.
+    pub(crate) redis_fallbacks: Counter,
+    pub(crate) key_cache_hits: Counter,
+    pub(crate) key_cache_misses: Counter,
+    key_cache_hit_ratio: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -68,6 +78,12 @@ impl Metrics {
         let bytes = Family::<EntityLabels, Gauge>::default();
         let cache_hits = Gauge::default();
         let cache_misses = Gauge::default();
+        let redis_up = Gauge::default();
+        let redis_errors = Counter::default();
+        let redis_fallbacks = Counter::default();
+        let key_cache_hits = Counter::default();
+        let key_cache_misses = Counter::default();
+        let key_cache_hit_ratio = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -100,6 +116,36 @@ impl Metrics {
             "Embeddings computed since start",
             cache_misses.clone(),
         );
+        registry.register(
+            "redis_up",
+            "1 while the shared Redis answers, 0 while the server does without it",
+            redis_up.clone(),
+        );
+        registry.register(
+            "redis_errors",
+            "Redis calls that failed or timed out",
+            redis_errors.clone(),
+        );
+        registry.register(
+            "redis_fallbacks",
+            "Requests served from this server's own state because Redis was down",
+            redis_fallbacks.clone(),
+        );
+        registry.register(
+            "api_key_cache_hits",
+            "API keys found in the in-process key cache",
+            key_cache_hits.clone(),
+        );
+        registry.register(
+            "api_key_cache_misses",
+            "API keys looked up in the store",
+            key_cache_misses.clone(),
+        );
+        registry.register(
+            "api_key_cache_hit_ratio",
+            "Share of API-key lookups answered by the cache since start",
+            key_cache_hit_ratio.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -110,6 +156,12 @@ impl Metrics {
             bytes,
             cache_hits,
             cache_misses,
+            redis_up,
+            redis_errors,
+            redis_fallbacks,
+            key_cache_hits,
+            key_cache_misses,
+            key_cache_hit_ratio,
         }
     }
 }
@@ -179,6 +231,11 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Result<Response, Ap
     if let Some(c) = state.store.embedder().and_then(|e| e.cache_stats()) {
         m.cache_hits.set(c.hits as i64);
         m.cache_misses.set(c.misses as i64);
+    }
+    let (hits, misses) = (m.key_cache_hits.get(), m.key_cache_misses.get());
+    if hits + misses > 0 {
+        m.key_cache_hit_ratio
+            .set(hits as f64 / (hits + misses) as f64);
     }
     let mut text = String::new();
     encode(&mut text, &m.registry)

@@ -8,33 +8,13 @@
 //! never migrate at once: the second waits for the first, then re-reads the applied set
 //! and finds nothing left to do.
 
-use agentstore::codec::sha256_hex;
+pub use agentstore::migration::{Migration, MigrationState, MigrationStatus};
+use agentstore::migration::{check_status, latest_of, mismatch, status_of};
 use agentstore::time::now;
 use agentstore::{Error, Result};
 use rusqlite::{Connection, TransactionBehavior};
-use serde::Serialize;
 
-use crate::sql::{SqlResult, to_ts, ts};
-
-/// One migration compiled into the binary.
-#[derive(Debug)]
-pub struct Migration {
-    /// Version, from 1, contiguous.
-    pub version: i64,
-    /// Short name.
-    pub name: &'static str,
-    /// Forward SQL.
-    pub up: &'static str,
-    /// Rollback SQL.
-    pub down: &'static str,
-}
-
-impl Migration {
-    /// SHA-256 of the up script.
-    pub fn checksum(&self) -> String {
-        sha256_hex(self.up.as_bytes())
-    }
-}
+use crate::sql::{SqlResult, ts};
 
 /// Every migration this binary knows, in order.
 pub static MIGRATIONS: &[Migration] = &[
@@ -90,33 +70,7 @@ pub static MIGRATIONS: &[Migration] = &[
 
 /// The latest version this binary knows.
 pub fn latest_version() -> i64 {
-    MIGRATIONS.last().map_or(0, |m| m.version)
-}
-
-/// One row of `migrate status`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MigrationState {
-    /// Version.
-    pub version: i64,
-    /// Name.
-    pub name: String,
-    /// `applied`, `pending`, `checksum_mismatch` or `unknown` (applied by a newer binary).
-    pub state: String,
-    /// When applied (RFC 3339).
-    pub applied_at: Option<String>,
-    /// Checksum recorded (applied) or expected (pending).
-    pub checksum: String,
-}
-
-/// `migrate status`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MigrationStatus {
-    /// Highest applied version (0 for none).
-    pub current: i64,
-    /// Latest version the binary knows.
-    pub latest: i64,
-    /// Every known or applied migration.
-    pub migrations: Vec<MigrationState>,
+    latest_of(MIGRATIONS)
 }
 
 fn ensure_table(conn: &Connection) -> Result<()> {
@@ -149,79 +103,12 @@ fn applied(conn: &Connection) -> Result<Vec<(i64, String, String, i64)>> {
 /// What is applied and what is pending.
 pub fn status(conn: &Connection) -> Result<MigrationStatus> {
     ensure_table(conn)?;
-    let applied = applied(conn)?;
-    let mut out = Vec::new();
-    for (v, name, sum, at) in &applied {
-        let state = match MIGRATIONS.iter().find(|m| m.version == *v) {
-            None => "unknown",
-            Some(m) if &m.checksum() != sum => "checksum_mismatch",
-            Some(_) => "applied",
-        };
-        out.push(MigrationState {
-            version: *v,
-            name: name.clone(),
-            state: state.into(),
-            applied_at: Some(to_ts(*at).to_rfc3339()),
-            checksum: sum.clone(),
-        });
-    }
-    for m in MIGRATIONS {
-        if !applied.iter().any(|a| a.0 == m.version) {
-            out.push(MigrationState {
-                version: m.version,
-                name: m.name.into(),
-                state: "pending".into(),
-                applied_at: None,
-                checksum: m.checksum(),
-            });
-        }
-    }
-    out.sort_by_key(|s| s.version);
-    Ok(MigrationStatus {
-        current: applied.last().map_or(0, |a| a.0),
-        latest: latest_version(),
-        migrations: out,
-    })
+    Ok(status_of(&applied(conn)?, MIGRATIONS))
 }
 
 /// Refuses a database whose applied migrations differ from the binary's.
 pub fn check(conn: &Connection) -> Result<()> {
-    let st = status(conn)?;
-    mismatch(&st)?;
-    let pending = st
-        .migrations
-        .iter()
-        .filter(|m| m.state == "pending")
-        .count();
-    if pending > 0 {
-        return Err(Error::SchemaPending {
-            current: st.current,
-            latest: st.latest,
-            pending,
-        });
-    }
-    Ok(())
-}
-
-fn mismatch(st: &MigrationStatus) -> Result<()> {
-    for m in &st.migrations {
-        match m.state.as_str() {
-            "unknown" => {
-                return Err(Error::SchemaMismatch(format!(
-                    "migration {} ({}) was applied by a newer agentstore; this binary knows up to version {}",
-                    m.version, m.name, st.latest
-                )));
-            }
-            "checksum_mismatch" => {
-                return Err(Error::SchemaMismatch(format!(
-                    "migration {} ({}) was applied with checksum {} but this binary's script has a different checksum; the database was built by a different build of agentstore",
-                    m.version, m.name, m.checksum
-                )));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    check_status(&status(conn)?)
 }
 
 /// Applies pending migrations up to `to` (default: latest), all in one transaction.

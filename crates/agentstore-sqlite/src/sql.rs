@@ -1,63 +1,12 @@
 //! Conversions between agentstore values and SQLite columns, shared by every module.
 
-use agentstore::time::{from_micros, to_micros};
-use agentstore::{Error, Json, Namespace, Result, Timestamp};
+use agentstore::{Error, Namespace, Result};
 use rusqlite::ErrorCode;
 
-/// A target from a stored name (`vectors.target`, `keyword_log.target`); `what` names
-/// the row for the corruption report.
-pub(crate) fn parse_target(s: &str, what: &str) -> Result<agentstore::search::Target> {
-    use agentstore::search::Target;
-    Target::ALL
-        .into_iter()
-        .find(|t| t.as_str() == s)
-        .ok_or_else(|| Error::Corrupt(format!("{what} of unknown target '{s}'")))
-}
-
-/// Microseconds for a timestamp column.
-pub(crate) fn ts(t: &Timestamp) -> i64 {
-    to_micros(t)
-}
-
-/// Microseconds for a nullable timestamp column.
-pub(crate) fn ts_opt(t: &Option<Timestamp>) -> Option<i64> {
-    t.as_ref().map(to_micros)
-}
-
-/// A timestamp from a column.
-pub(crate) fn to_ts(us: i64) -> Timestamp {
-    from_micros(us)
-}
-
-/// A nullable timestamp from a column.
-pub(crate) fn to_ts_opt(us: Option<i64>) -> Option<Timestamp> {
-    us.map(from_micros)
-}
-
-/// JSON column text.
-pub(crate) fn json_text(v: &Json) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
-}
-
-/// Nullable JSON column text.
-pub(crate) fn json_text_opt(v: &Option<Json>) -> Option<String> {
-    v.as_ref().map(json_text)
-}
-
-/// Any serializable value as JSON text (tag lists, label maps).
-pub(crate) fn to_json_text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
-}
-
-/// Parses a JSON column; damage is reported as corruption, not as bad input.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("stored JSON does not parse: {e}")))
-}
-
-/// Parses a nullable JSON column.
-pub(crate) fn parse_json_opt(s: Option<String>) -> Result<Option<Json>> {
-    s.map(|s| parse_json(&s)).transpose()
-}
+pub(crate) use agentstore::codec::columns::{
+    decode_cursor, encode_cursor, json_text, json_text_opt, parse_json, parse_json_opt,
+    parse_target, require_scope_tenant, to_json_text, to_ts, to_ts_opt, ts, ts_opt,
+};
 
 /// Namespace column text.
 pub(crate) fn ns(n: &Namespace) -> String {
@@ -76,22 +25,6 @@ pub(crate) fn ns_prefix_cond(column: &str, prefix: &Namespace) -> Option<(String
         (_, None) => None,
         (lo, Some(hi)) => Some((format!("({column} >= ? AND {column} < ?)"), vec![lo, hi])),
     }
-}
-
-/// Cursor for keyset pagination on (time, id), newest first.
-pub(crate) fn encode_cursor(us: i64, id: &str) -> String {
-    format!("{us}.{id}")
-}
-
-/// Inverse of [`encode_cursor`]; a malformed cursor is bad input.
-pub(crate) fn decode_cursor(s: &str) -> Result<(i64, String)> {
-    let (us, id) = s
-        .split_once('.')
-        .ok_or_else(|| Error::invalid("after", "malformed cursor"))?;
-    let us = us
-        .parse::<i64>()
-        .map_err(|_| Error::invalid("after", "malformed cursor"))?;
-    Ok((us, id.to_owned()))
 }
 
 /// Maps a SQLite error to an agentstore error. Unique and foreign-key violations are
@@ -268,22 +201,6 @@ pub(crate) fn page<T>(
         None
     };
     Ok(agentstore::Page { items, next })
-}
-
-/// Refuses a record built for another tenant than the scope's: a backend promises that a
-/// write stays inside the scope's tenant, also for callers of the raw `Store::write`.
-pub(crate) fn require_scope_tenant(scope: &agentstore::Scope, tenant: &str) -> Result<()> {
-    if scope.tenant == tenant {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "tenant_id",
-            format!(
-                "record is for tenant '{tenant}' but the scope is '{}'",
-                scope.tenant
-            ),
-        ))
-    }
 }
 
 /// Runs `update_sql` (`?1` = time, `?2` = tenant, `?3` = id) once per distinct id and

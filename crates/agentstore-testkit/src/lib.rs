@@ -5,6 +5,8 @@
 //! checks the reopened store against it. The line format and the contents the writer
 //! stores live here so the writer and the checker cannot drift apart.
 
+pub mod services;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};

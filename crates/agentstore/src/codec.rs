@@ -94,6 +94,103 @@ pub mod base64_bytes {
     }
 }
 
+/// Column encodings shared by the SQL backends: both store times as microseconds, JSON
+/// as its text, and page with the same cursors, so a record and a cursor mean the same on
+/// either backend.
+pub mod columns {
+    use crate::time::{from_micros, to_micros};
+    use crate::{Error, Json, Result, Timestamp};
+
+    /// A target from a stored name (`vectors.target`, `keyword_log.target`); `what`
+    /// names the row for the corruption report.
+    pub fn parse_target(s: &str, what: &str) -> Result<crate::search::Target> {
+        use crate::search::Target;
+        Target::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| Error::Corrupt(format!("{what} of unknown target '{s}'")))
+    }
+
+    /// Microseconds for a timestamp column.
+    pub fn ts(t: &Timestamp) -> i64 {
+        to_micros(t)
+    }
+
+    /// Microseconds for a nullable timestamp column.
+    pub fn ts_opt(t: &Option<Timestamp>) -> Option<i64> {
+        t.as_ref().map(to_micros)
+    }
+
+    /// A timestamp from a column.
+    pub fn to_ts(us: i64) -> Timestamp {
+        from_micros(us)
+    }
+
+    /// A nullable timestamp from a column.
+    pub fn to_ts_opt(us: Option<i64>) -> Option<Timestamp> {
+        us.map(from_micros)
+    }
+
+    /// JSON column text.
+    pub fn json_text(v: &Json) -> String {
+        serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+    }
+
+    /// Nullable JSON column text.
+    pub fn json_text_opt(v: &Option<Json>) -> Option<String> {
+        v.as_ref().map(json_text)
+    }
+
+    /// Any serializable value as JSON text (tag lists, label maps).
+    pub fn to_json_text<T: serde::Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+    }
+
+    /// Parses a JSON column; damage is reported as corruption, not as bad input.
+    pub fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+        serde_json::from_str(s)
+            .map_err(|e| Error::Corrupt(format!("stored JSON does not parse: {e}")))
+    }
+
+    /// Parses a nullable JSON column.
+    pub fn parse_json_opt(s: Option<String>) -> Result<Option<Json>> {
+        s.map(|s| parse_json(&s)).transpose()
+    }
+
+    /// Cursor for keyset pagination on (time, id), newest first.
+    pub fn encode_cursor(us: i64, id: &str) -> String {
+        format!("{us}.{id}")
+    }
+
+    /// Inverse of [`encode_cursor`]; a malformed cursor is bad input.
+    pub fn decode_cursor(s: &str) -> Result<(i64, String)> {
+        let (us, id) = s
+            .split_once('.')
+            .ok_or_else(|| Error::invalid("after", "malformed cursor"))?;
+        let us = us
+            .parse::<i64>()
+            .map_err(|_| Error::invalid("after", "malformed cursor"))?;
+        Ok((us, id.to_owned()))
+    }
+
+    /// Refuses a record built for another tenant than the scope's: a backend promises
+    /// that a write stays inside the scope's tenant, also for callers of the raw
+    /// `Store::write`.
+    pub fn require_scope_tenant(scope: &crate::Scope, tenant: &str) -> Result<()> {
+        if scope.tenant == tenant {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "tenant_id",
+                format!(
+                    "record is for tenant '{tenant}' but the scope is '{}'",
+                    scope.tenant
+                ),
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,10 @@
 pub mod audit;
 pub mod backend;
 pub mod codec;
+pub mod copy;
 pub mod embedding;
 pub mod error;
+pub mod migration;
 pub mod model;
 pub mod namespace;
 pub mod search;

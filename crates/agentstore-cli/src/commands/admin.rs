@@ -12,6 +12,9 @@ use crate::config::Config;
 use crate::output::{Outcome, Table, human_bytes, time};
 
 pub fn init(cfg: &Config) -> anyhow::Result<Outcome> {
+    if cfg.database_url.is_some() {
+        return init_postgres(cfg);
+    }
     let store = agentstore_sqlite::open(&options(cfg).create())?;
     let (tenant, created) = ensure_tenant(&store, &cfg.scope())?;
     let dir = fs_err::canonicalize(&cfg.data_dir)?;
@@ -32,6 +35,32 @@ pub fn init(cfg: &Config) -> anyhow::Result<Outcome> {
         json!({
             "data_dir": dir,
             "database": db,
+            "schema_version": version,
+            "tenant": tenant,
+            "tenant_created": created,
+        }),
+        text,
+    )
+}
+
+/// `init` of a store in PostgreSQL: the schema (migrations run once, whoever starts
+/// first), the subject secret and the tenant.
+fn init_postgres(cfg: &Config) -> anyhow::Result<Outcome> {
+    let store = super::open_store(cfg, true)?;
+    let (tenant, created) = ensure_tenant(&store, &cfg.scope())?;
+    let version = agentstore_postgres::migrate::latest_version();
+    let text = format!(
+        "initialised agentstore in PostgreSQL (schema version {version})\n  tenant    {} ({})\n",
+        tenant.id,
+        if created {
+            "created"
+        } else {
+            "already existed"
+        },
+    );
+    Outcome::new(
+        json!({
+            "backend": "postgres",
             "schema_version": version,
             "tenant": tenant,
             "tenant_created": created,
@@ -61,11 +90,19 @@ pub(super) fn ensure_tenant(store: &Store, scope: &Scope) -> agentstore::Result<
     }
 }
 
+/// What a message calls the configured store.
+fn store_name(cfg: &Config) -> String {
+    match cfg.database_url {
+        Some(_) => "the PostgreSQL database".into(),
+        None => cfg.data_dir.display().to_string(),
+    }
+}
+
 pub fn backup(cfg: &Config, dir: &Path) -> anyhow::Result<Outcome> {
     let manifest = open(cfg)?.backup(dir)?;
     let text = format!(
         "backup of {} written to {}\n{}",
-        cfg.data_dir.display(),
+        store_name(cfg),
         dir.display(),
         describe_manifest(&manifest)
     );
@@ -73,6 +110,13 @@ pub fn backup(cfg: &Config, dir: &Path) -> anyhow::Result<Outcome> {
 }
 
 pub fn restore(cfg: &Config, dir: &Path, force: bool) -> anyhow::Result<Outcome> {
+    if cfg.database_url.is_some() {
+        return Err(Error::invalid(
+            "database-url",
+            "restore writes a data directory; a PostgreSQL backup (store.jsonl) goes into an empty database with `agentstore --database-url URL import DIR/store.jsonl`",
+        )
+        .into());
+    }
     let manifest = agentstore_sqlite::restore(dir, &cfg.data_dir, force)?;
     // The entry goes into the restored store's log, after its own history. A backup of
     // an older schema waits for `migrate up` before anything can be written to it.
@@ -119,13 +163,13 @@ pub fn verify(cfg: &Config, backup: Option<&Path>) -> anyhow::Result<Outcome> {
         Some(dir) => ("backup", dir, agentstore_sqlite::verify_backup(dir)?),
         None => ("store", cfg.data_dir.as_path(), open(cfg)?.verify()?),
     };
+    let name = match backup {
+        Some(dir) => dir.display().to_string(),
+        None => store_name(cfg),
+    };
     let mut out = Outcome::new(
         json!({ "target": target, "path": path, "ok": report.ok(), "checks": report.checks }),
-        format!(
-            "verifying {target} {}\n{}",
-            path.display(),
-            describe_checks(&report)
-        ),
+        format!("verifying {target} {name}\n{}", describe_checks(&report)),
     )?;
     out.ok = report.ok();
     Ok(out)

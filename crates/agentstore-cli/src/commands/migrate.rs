@@ -1,4 +1,5 @@
-//! `migrate status|up|down` on a plain connection to the database file.
+//! `migrate status|up|down` on a plain connection to the database file (or to the
+//! PostgreSQL database of `--database-url`).
 //!
 //! These cannot go through `agentstore_sqlite::open`: it refuses a database with pending
 //! or unknown migrations, which is exactly the state these commands exist to inspect and
@@ -37,8 +38,22 @@ fn connect(cfg: &Config) -> agentstore::Result<Connection> {
     Ok(conn)
 }
 
+fn current_status(cfg: &Config) -> agentstore::Result<migrate::MigrationStatus> {
+    match &cfg.database_url {
+        Some(url) => agentstore_postgres::migrate::status_at(url),
+        None => migrate::status(&connect(cfg)?),
+    }
+}
+
+fn known(cfg: &Config) -> &'static [migrate::Migration] {
+    match &cfg.database_url {
+        Some(_) => agentstore_postgres::migrate::MIGRATIONS,
+        None => migrate::MIGRATIONS,
+    }
+}
+
 pub fn status(cfg: &Config) -> anyhow::Result<Outcome> {
-    let st = migrate::status(&connect(cfg)?)?;
+    let st = current_status(cfg)?;
     let mut t = Table::new(&["VERSION", "NAME", "STATE", "APPLIED AT"]);
     for m in &st.migrations {
         t.row(vec![
@@ -65,23 +80,24 @@ pub fn status(cfg: &Config) -> anyhow::Result<Outcome> {
 }
 
 pub fn up(cfg: &Config, to: Option<i64>) -> anyhow::Result<Outcome> {
-    let mut conn = connect(cfg)?;
-    let applied = migrate::up_by(&mut conn, to, &cfg.actor)?;
-    let current = migrate::status(&conn)?.current;
+    let applied = match &cfg.database_url {
+        Some(url) => agentstore_postgres::migrate::up_at(url, to, &cfg.actor)?,
+        None => migrate::up_by(&mut connect(cfg)?, to, &cfg.actor)?,
+    };
+    let current = current_status(cfg)?.current;
     let text = if applied.is_empty() {
         format!("nothing to apply; schema version {current}\n")
     } else {
         format!(
             "applied {}; schema version {current}\n",
-            list_versions(&applied)
+            list_versions(known(cfg), &applied)
         )
     };
     Outcome::new(json!({ "applied": applied, "current": current }), text)
 }
 
 pub fn down(cfg: &Config, to: Option<i64>, force: bool) -> anyhow::Result<Outcome> {
-    let mut conn = connect(cfg)?;
-    let current = migrate::status(&conn)?.current;
+    let current = current_status(cfg)?.current;
     let target = to.unwrap_or((current - 1).max(0));
     if target < 1 && current >= 1 && !force {
         return Err(Error::invalid(
@@ -90,14 +106,17 @@ pub fn down(cfg: &Config, to: Option<i64>, force: bool) -> anyhow::Result<Outcom
         )
         .into());
     }
-    let rolled_back = migrate::down_by(&mut conn, Some(target), &cfg.actor)?;
-    let current = migrate::status(&conn)?.current;
+    let rolled_back = match &cfg.database_url {
+        Some(url) => agentstore_postgres::migrate::down_at(url, Some(target), &cfg.actor)?,
+        None => migrate::down_by(&mut connect(cfg)?, Some(target), &cfg.actor)?,
+    };
+    let current = current_status(cfg)?.current;
     let text = if rolled_back.is_empty() {
         format!("nothing to roll back; schema version {current}\n")
     } else {
         format!(
             "rolled back {}; schema version {current}\n",
-            list_versions(&rolled_back)
+            list_versions(known(cfg), &rolled_back)
         )
     };
     Outcome::new(
@@ -106,11 +125,11 @@ pub fn down(cfg: &Config, to: Option<i64>, force: bool) -> anyhow::Result<Outcom
     )
 }
 
-fn list_versions(v: &[i64]) -> String {
+fn list_versions(known: &[migrate::Migration], v: &[i64]) -> String {
     let names: Vec<String> = v
         .iter()
         .map(|n| {
-            let name = migrate::MIGRATIONS
+            let name = known
                 .iter()
                 .find(|m| m.version == *n)
                 .map_or("?", |m| m.name);

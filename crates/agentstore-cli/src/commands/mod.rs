@@ -36,6 +36,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
         Command::MigrateStatus => migrate::status(cfg),
         Command::MigrateUp { to } => migrate::up(cfg, *to),
         Command::MigrateDown { to, force } => migrate::down(cfg, *to, *force),
+        Command::Copy { from, to } => transfer::copy(cfg, from, to),
         Command::Import(input) => transfer::import(cfg, input),
         Command::Export { out } => transfer::export(cfg, out.as_deref()),
         Command::Backup { dir } => admin::backup(cfg, dir),
@@ -82,9 +83,31 @@ fn options(cfg: &Config) -> OpenOptions {
     o
 }
 
+/// Opens the configured store: the PostgreSQL database when a URL is given, else the
+/// data directory. With `create`, a store that does not exist yet is made (schema and
+/// subject secret); without, a missing store is an error.
+pub(crate) fn open_store(cfg: &Config, create: bool) -> agentstore::Result<Store> {
+    match &cfg.database_url {
+        Some(url) => {
+            if cfg.master_key.is_some() {
+                return Err(agentstore::Error::Config(
+                    "field encryption (a master key) needs the SQLite backend: the PostgreSQL backend has no keyring".into(),
+                ));
+            }
+            let o = agentstore_postgres::PgOptions::new(url.clone());
+            agentstore_postgres::open(&if create { o.create() } else { o })
+        }
+        None => agentstore_sqlite::open(&if create {
+            options(cfg).create()
+        } else {
+            options(cfg)
+        }),
+    }
+}
+
 /// Opens the existing store, with the configured embedder.
 fn open(cfg: &Config) -> anyhow::Result<Store> {
-    let store = agentstore_sqlite::open(&options(cfg))?;
+    let store = open_store(cfg, false)?;
     Ok(with_embedder(cfg, store)?)
 }
 

@@ -40,6 +40,7 @@ pub fn serve(cfg: &Config, s: &ServeSettings) -> anyhow::Result<Outcome> {
                 mcp_allowed_hosts: s.mcp_allowed_hosts.clone(),
                 sweep_interval: (s.sweep_interval_secs > 0)
                     .then(|| std::time::Duration::from_secs(s.sweep_interval_secs)),
+                redis_url: s.redis_url.clone(),
             },
         );
         server
@@ -57,7 +58,7 @@ pub fn mcp(cfg: &Config) -> anyhow::Result<Outcome> {
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
         .with_writer(std::io::stderr)
         .try_init();
-    let store = agentstore_sqlite::open(&options(cfg).create())?;
+    let store = super::open_store(cfg, true)?;
     ensure_tenant(&store, &cfg.scope())?;
     let store = Arc::new(super::with_embedder(cfg, store)?);
     let scope = cfg.scope();
@@ -89,7 +90,7 @@ pub fn keys_create(
     name: &str,
     expires_at: Option<Timestamp>,
 ) -> anyhow::Result<Outcome> {
-    let store = agentstore_sqlite::open(&options(cfg))?;
+    let store = super::open_store(cfg, false)?;
     let scope = cfg.scope();
     ensure_tenant(&store, &scope)?;
     let created = store.create_api_key(&scope, name, scopes, expires_at)?;
@@ -113,7 +114,7 @@ fn scope_list(scopes: &[KeyScope]) -> String {
 }
 
 pub fn keys_list(cfg: &Config) -> anyhow::Result<Outcome> {
-    let store = agentstore_sqlite::open(&options(cfg))?;
+    let store = super::open_store(cfg, false)?;
     let keys = store.list_api_keys(&cfg.scope())?;
     let mut t = Table::new(&["id", "name", "prefix", "scopes", "created", "state"]);
     for k in &keys {
@@ -187,7 +188,21 @@ fn options_with_key(
 }
 
 pub fn keys_revoke(cfg: &Config, id: &str) -> anyhow::Result<Outcome> {
-    let store = agentstore_sqlite::open(&options(cfg))?;
+    let store = super::open_store(cfg, false)?;
     store.revoke_api_key(&cfg.scope(), id)?;
-    Outcome::new(json!({ "revoked": id }), format!("revoked API key {id}\n"))
+    // Servers sharing a Redis cache keys for up to 10 s while they listen for
+    // revocations: tell them now, as a revocation through a server does. Best effort: the
+    // revocation is stored, and the cache bound still holds if Redis is away.
+    let mut note = String::new();
+    if let Ok(url) = std::env::var("AGENTSTORE_REDIS_URL")
+        && !url.trim().is_empty()
+        && let Err(e) = agentstore_server::shared::announce_key_revoked(&url, id)
+    {
+        note =
+            format!(" (servers not told through Redis: {e}; they stop accepting it within 10 s)");
+    }
+    Outcome::new(
+        json!({ "revoked": id }),
+        format!("revoked API key {id}{note}\n"),
+    )
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 use serde_json::json;
 
-use super::{open, options};
+use super::open;
 use crate::config::{Config, Input};
 use crate::output::{Outcome, Table};
 
@@ -28,14 +28,9 @@ pub fn import(cfg: &Config, input: &Input) -> anyhow::Result<Outcome> {
     };
     // Import is how an export becomes a store again, so it creates the store when the
     // data directory has none; the records bring their own tenants.
-    let dir_existed = cfg.data_dir.exists();
-    let create = !DataDir::new(&cfg.data_dir).db_path().exists();
-    let opts = if create {
-        options(cfg).create()
-    } else {
-        options(cfg)
-    };
-    let store = agentstore_sqlite::open(&opts)?;
+    let dir_existed = cfg.database_url.is_some() || cfg.data_dir.exists();
+    let create = cfg.database_url.is_some() || !DataDir::new(&cfg.data_dir).db_path().exists();
+    let store = super::open_store(cfg, create)?;
 
     let bar = progress(
         cfg,
@@ -73,7 +68,7 @@ pub fn import(cfg: &Config, input: &Input) -> anyhow::Result<Outcome> {
     let text = format!(
         "imported {total} records from {source} ({} lines){}\n\n{}",
         report.lines,
-        if create {
+        if create && cfg.database_url.is_none() {
             format!(" into a new store at {}", cfg.data_dir.display())
         } else {
             String::new()
@@ -166,6 +161,74 @@ fn run_export(cfg: &Config, store: &Store, out: &mut dyn Write) -> anyhow::Resul
     let result = store.export_jsonl(out, &mut |n| bar.set_position(n));
     bar.finish_and_clear();
     Ok(result?)
+}
+
+/// Where a store lives, as `copy` names it.
+enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+fn location(field: &str, s: &str) -> agentstore::Result<Location> {
+    if let Some(dir) = s.strip_prefix("sqlite:") {
+        if dir.is_empty() {
+            return Err(agentstore::Error::invalid(
+                field,
+                "sqlite: needs a directory",
+            ));
+        }
+        return Ok(Location::Sqlite(PathBuf::from(dir)));
+    }
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        return Ok(Location::Postgres(s.to_owned()));
+    }
+    Err(agentstore::Error::invalid(
+        field,
+        "a location is sqlite:DIR or a postgres:// URL",
+    ))
+}
+
+fn open_location(loc: &Location, create: bool) -> agentstore::Result<Store> {
+    match loc {
+        Location::Sqlite(dir) => {
+            let o = agentstore_sqlite::OpenOptions::new(dir);
+            agentstore_sqlite::open(&if create { o.create() } else { o })
+        }
+        Location::Postgres(url) => {
+            let o = agentstore_postgres::PgOptions::new(url.clone());
+            agentstore_postgres::open(&if create { o.create() } else { o })
+        }
+    }
+}
+
+/// `agentstore copy --from A --to B`: every record and vector of A into the new, empty
+/// store B, then both read again and compared (see `agentstore::copy`).
+pub fn copy(cfg: &Config, from: &str, to: &str) -> anyhow::Result<Outcome> {
+    let (src_loc, dst_loc) = (location("from", from)?, location("to", to)?);
+    let src = open_location(&src_loc, false)?;
+    let dst = open_location(&dst_loc, true)?;
+    let report = agentstore::copy::copy(&src, &dst, &cfg.actor)?;
+    let mut t = Table::new(&["records", "count", "sha256"]);
+    for (k, d) in &report.records {
+        t.row(vec![
+            k.clone(),
+            d.count.to_string(),
+            d.sha256[..16].to_owned(),
+        ]);
+    }
+    for (k, d) in &report.vectors {
+        t.row(vec![
+            format!("vectors of {k}"),
+            d.count.to_string(),
+            d.sha256[..16].to_owned(),
+        ]);
+    }
+    let text = format!(
+        "copied and verified: every record type and vector model has the same count and SHA-256 in both stores ({} audit entries added by the copy)\n{}",
+        report.audit_entries_added,
+        t.render()
+    );
+    Outcome::new(&report, text)
 }
 
 /// Stdout that remembers whether the reader went away.

@@ -46,7 +46,7 @@ pub(super) fn routes(api: Api) -> Api {
         op(
             "revokeKey",
             "keys",
-            "Revoke an API key; it stops working at once",
+            "Revoke an API key; it stops working at once (on other servers of a group without a shared Redis, within a second)",
             Admin,
         ),
         revoke_key,
@@ -182,7 +182,9 @@ async fn revoke_key(
     P(id): P<String>,
 ) -> Result<StatusCode, ApiError> {
     let scope = c.scope();
+    let revoked = id.clone();
     st.run(move |s| s.revoke_api_key(&scope, &id)).await?;
+    st.shared.key_revoked(&revoked).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

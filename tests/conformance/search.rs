@@ -1,9 +1,11 @@
-//! Search: BM25 over memories, chunks and events with stemming and Unicode folding; every
-//! filter; tenant isolation; vector modes refused without a vector; query text that looks
-//! like FTS5 or SQL syntax; the index following supersede, forget, delete, replace and
-//! import; recency, importance and MMR reranking.
+//! Search: keyword search over memories, chunks and events with stemming and Unicode
+//! folding; every filter; tenant isolation; vector modes refused without a vector; query
+//! text that looks like FTS5 or SQL syntax; the index following supersede, forget, delete,
+//! replace and import; recency, importance and MMR reranking.
 //!
-//! This file runs twice (see main.rs): as `search`, where FTS5 answers, and as
+//! A backend may run this file more than once, under different module names, with a
+//! different keyword engine each time: `common::search_store` gets the module path and
+//! picks the engine. The SQLite backend runs it as `search`, where FTS5 answers, and as
 //! `search_keyword_index`, where the in-memory keyword index of large stores answers
 //! (built eagerly however small the store).
 
@@ -19,16 +21,11 @@ use agentstore::{
 };
 use serde_json::json;
 
-use agentstore_sqlite::KeywordIndexMode;
+use crate::common::{TestStore, empty_store, search_store};
 
-use crate::common::{TestStore, store_with};
-
+/// A new store with tenant `t1`, with the keyword engine this module's name asks for.
 fn store() -> TestStore {
-    if module_path!().ends_with("search_keyword_index") {
-        store_with(KeywordIndexMode::Eager)
-    } else {
-        store_with(KeywordIndexMode::Off)
-    }
+    search_store(module_path!())
 }
 
 const DAY_US: i64 = 86_400 * 1_000_000;
@@ -37,7 +34,7 @@ fn days_ago(days: i64) -> Timestamp {
     from_micros(to_micros(&now()) - days * DAY_US)
 }
 
-fn search(store: &Store, scope: &Scope, req: SearchRequest) -> Vec<SearchHit> {
+pub(crate) fn search(store: &Store, scope: &Scope, req: SearchRequest) -> Vec<SearchHit> {
     store.search(scope, req).unwrap()
 }
 
@@ -61,7 +58,7 @@ fn ids(t: &TestStore, text: &str) -> BTreeSet<String> {
     ids_where(t, text, SearchFilter::default())
 }
 
-fn set(ids: &[&str]) -> BTreeSet<String> {
+pub(crate) fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
@@ -756,11 +753,7 @@ fn imported_records_are_searchable() {
     remember(&t, memory("m1", "imported nebula fact"));
     let mut buf = Vec::new();
     t.store.export_jsonl(&mut buf, &mut |_| {}).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let fresh = agentstore_sqlite::open(
-        &agentstore_sqlite::OpenOptions::new(dir.path().join("data")).create(),
-    )
-    .unwrap();
+    let (fresh, _guard) = empty_store();
     fresh
         .import_jsonl(
             &Scope::new("admin", "importer"),
@@ -882,109 +875,4 @@ fn recency_importance_and_mmr_rerank() {
     );
     assert_eq!(weighted[0].components.fused, 1.0);
     assert_eq!(weighted.last().unwrap().components.fused, 0.0);
-}
-
-/// Events are indexed just before a search (migration 0003), not by the append: every
-/// event committed before the search is found, a deleted session's events never are, and
-/// a rid SQLite reuses after deleting the newest events is indexed again.
-#[test]
-fn deferred_event_index_follows_appends_deletes_and_reused_rids() {
-    let t = store();
-    let target = |text: &str| {
-        search(
-            &t.store,
-            &t.scope,
-            SearchRequest {
-                targets: vec![Target::Event],
-                limit: 1000,
-                ..SearchRequest::text(text)
-            },
-        )
-        .into_iter()
-        .map(|h| h.id)
-        .collect::<BTreeSet<_>>()
-    };
-    let keep = t
-        .store
-        .create_session(&t.scope, NewSession::new("conversation"))
-        .unwrap();
-    let first = t
-        .store
-        .append_event(
-            &t.scope,
-            &keep.id,
-            NewEvent::message("user", "alpha harbour"),
-        )
-        .unwrap();
-    assert_eq!(target("harbour"), set(&[&first.id]));
-
-    // The newest events belong to a session that is then deleted, some of them already
-    // indexed and some not: the rids above the survivors may be handed out again.
-    let gone = t
-        .store
-        .create_session(&t.scope, NewSession::new("task"))
-        .unwrap();
-    t.store
-        .append_event(
-            &t.scope,
-            &gone.id,
-            NewEvent::message("user", "beta harbour"),
-        )
-        .unwrap();
-    assert_eq!(target("beta").len(), 1);
-    t.store
-        .append_event(
-            &t.scope,
-            &gone.id,
-            NewEvent::message("user", "gamma harbour"),
-        )
-        .unwrap();
-    t.store.delete_session(&t.scope, &gone.id).unwrap();
-    assert!(target("beta").is_empty());
-    assert!(target("gamma").is_empty());
-
-    let later = t
-        .store
-        .append_events(
-            &t.scope,
-            &keep.id,
-            vec![
-                NewEvent::message("user", "delta harbour"),
-                NewEvent::message("user", "epsilon harbour"),
-            ],
-        )
-        .unwrap();
-    let mut want: Vec<&str> = later.iter().map(|e| e.id.as_str()).collect();
-    want.push(&first.id);
-    assert_eq!(target("harbour"), set(&want));
-
-    // FTS5's own check compares the index with the events table row by row.
-    let c = rusqlite::Connection::open(t.dir.path().join("data/agentstore.db")).unwrap();
-    c.execute(
-        "INSERT INTO events_fts (events_fts) VALUES ('integrity-check')",
-        [],
-    )
-    .unwrap();
-    // Maintenance indexes whatever a search has not yet.
-    t.store
-        .append_event(&t.scope, &keep.id, NewEvent::message("user", "zeta"))
-        .unwrap();
-    let rep = t.store.maintenance(false).unwrap();
-    // Where the keyword index answers, searches leave FTS5's event index behind, and
-    // maintenance catches up with all of it.
-    let pending = if module_path!().ends_with("search_keyword_index") {
-        "fulltext: 4 event"
-    } else {
-        "fulltext: 1 event"
-    };
-    assert!(
-        rep.steps.iter().any(|s| s.starts_with(pending)),
-        "{:?}",
-        rep.steps
-    );
-    c.execute(
-        "INSERT INTO events_fts (events_fts) VALUES ('integrity-check')",
-        [],
-    )
-    .unwrap();
 }

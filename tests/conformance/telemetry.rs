@@ -1,7 +1,12 @@
+//! Telemetry: usage records aggregated per model, agent and time bucket; metric points by
+//! range, downsampled and as a leaderboard; labels matched literally; bad input and tenant
+//! isolation. The canonical spelling of stored labels is checked by the SQLite backend
+//! (`sqlite_telemetry.rs`) in its database file, with the seed and queries here.
+
 use std::collections::BTreeMap;
 
 use agentstore::backend::{AuditQuery, MetricQuery, UsageQuery};
-use agentstore::store::{MetricBucket, UsageAggregate};
+use agentstore::store::UsageAggregate;
 use agentstore::time::from_micros;
 use agentstore::{
     Error, NewAgent, NewMetricPoint, NewSession, NewUsage, Store, Timestamp, UsageGroup,
@@ -12,9 +17,9 @@ use crate::common::store;
 
 /// An hour boundary (1,699,999,200 s = 472,222 h), so hourly and minutely buckets start
 /// exactly here.
-const T0_SECS: i64 = 1_699_999_200;
+pub(crate) const T0_SECS: i64 = 1_699_999_200;
 
-fn at(secs: i64) -> Timestamp {
+pub(crate) fn at(secs: i64) -> Timestamp {
     from_micros((T0_SECS + secs) * 1_000_000)
 }
 
@@ -38,7 +43,11 @@ fn usage(provider: &str, model: &str, agent: Option<&str>, secs: i64) -> NewUsag
     }
 }
 
-fn audit_entries(store: &Store, tenant: &str, action: &str) -> Vec<agentstore::AuditEntry> {
+pub(crate) fn audit_entries(
+    store: &Store,
+    tenant: &str,
+    action: &str,
+) -> Vec<agentstore::AuditEntry> {
     store
         .list_audit(AuditQuery {
             tenant_id: Some(tenant.into()),
@@ -264,7 +273,7 @@ fn usage_refuses_unknown_references_and_duplicates() {
     assert_eq!(totals[0].calls, 1);
 }
 
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -280,7 +289,7 @@ fn point(name: &str, l: &[(&str, &str)], value: f64, secs: i64) -> NewMetricPoin
     }
 }
 
-fn seed_metrics(store: &Store, scope: &agentstore::Scope) {
+pub(crate) fn seed_metrics(store: &Store, scope: &agentstore::Scope) {
     let a = [("agent", "a"), ("env", "prod")];
     let b = [("env", "prod"), ("agent", "b")];
     let c = [("agent", "c"), ("env", "dev")];
@@ -302,117 +311,13 @@ fn seed_metrics(store: &Store, scope: &agentstore::Scope) {
     assert_eq!(n, 8);
 }
 
-fn query(l: &[(&str, &str)], from: Option<i64>, to: Option<i64>) -> MetricQuery {
+pub(crate) fn query(l: &[(&str, &str)], from: Option<i64>, to: Option<i64>) -> MetricQuery {
     MetricQuery {
         name: "fitness".into(),
         labels: labels(l),
         from: from.map(at),
         to: to.map(at),
     }
-}
-
-#[test]
-fn metric_range_downsample_and_leaderboard() {
-    let t = store();
-    seed_metrics(&t.store, &t.scope);
-    let values = |q: &MetricQuery| -> Vec<(i64, f64)> {
-        t.store
-            .metric_range(&t.scope, q)
-            .unwrap()
-            .iter()
-            .map(|p| (p.at.timestamp() - T0_SECS, p.value))
-            .collect()
-    };
-    assert_eq!(
-        values(&query(&[("env", "prod")], None, None)),
-        [(0, 1.0), (10, 2.0), (30, 3.0), (40, 8.0), (70, 5.0)]
-    );
-    assert_eq!(
-        values(&query(&[], Some(10), Some(70))),
-        [(10, 2.0), (20, 10.0), (30, 3.0), (40, 8.0)],
-        "from is inclusive, to exclusive"
-    );
-    assert_eq!(
-        values(&query(&[("agent", "c"), ("env", "dev")], None, None)),
-        [(20, 10.0), (80, 4.0)]
-    );
-    assert!(values(&query(&[("agent", "c"), ("env", "prod")], None, None)).is_empty());
-    assert!(values(&query(&[("region", "eu")], None, None)).is_empty());
-
-    let buckets = t
-        .store
-        .metric_downsample(&t.scope, &query(&[], None, None), 60)
-        .unwrap();
-    assert_eq!(
-        buckets,
-        vec![
-            MetricBucket {
-                start: at(0),
-                count: 5,
-                avg: 4.8,
-                min: 1.0,
-                max: 10.0,
-                sum: 24.0,
-            },
-            MetricBucket {
-                start: at(60),
-                count: 2,
-                avg: 4.5,
-                min: 4.0,
-                max: 5.0,
-                sum: 9.0,
-            },
-        ]
-    );
-
-    let top = t
-        .store
-        .metric_top_k(&t.scope, &query(&[], None, None), 2)
-        .unwrap();
-    let board: Vec<(&str, f64, i64)> = top
-        .iter()
-        .map(|s| {
-            (
-                s.labels["agent"].as_str(),
-                s.value,
-                s.at.timestamp() - T0_SECS,
-            )
-        })
-        .collect();
-    assert_eq!(board, [("b", 8.0, 40), ("a", 5.0, 70)]);
-    let dev = t
-        .store
-        .metric_top_k(&t.scope, &query(&[("env", "dev")], None, None), 10)
-        .unwrap();
-    assert_eq!(dev.len(), 1);
-    assert_eq!(
-        (dev[0].value, dev[0].labels.clone()),
-        (4.0, labels(&[("agent", "c"), ("env", "dev")]))
-    );
-
-    // One audit entry for the batch.
-    let entries = audit_entries(&t.store, "t1", "metric.record");
-    assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].new_values.as_ref().unwrap()["count"], json!(8));
-
-    // Labels are stored as canonical JSON: the same set has one spelling whatever the
-    // insertion order.
-    let c = rusqlite::Connection::open(t.dir.path().join("data/agentstore.db")).unwrap();
-    let spellings: Vec<String> = c
-        .prepare("SELECT DISTINCT labels FROM metric_points WHERE name = 'fitness' ORDER BY labels")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(
-        spellings,
-        [
-            r#"{"agent":"a","env":"prod"}"#,
-            r#"{"agent":"b","env":"prod"}"#,
-            r#"{"agent":"c","env":"dev"}"#
-        ]
-    );
 }
 
 #[test]

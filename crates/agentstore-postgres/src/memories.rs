@@ -1,0 +1,667 @@
+//! Memories: upsert by key with versioning, dedupe by content hash, as-of reads.
+//!
+//! Every version of a keyed memory is its own row. The current version has `valid_to`
+//! unset, and the partial unique index `memories_current_key` keeps that to one per
+//! (tenant, namespace, key); superseding closes the old row before inserting the new one
+//! in the same transaction, so a reader sees either the old current version or the new one.
+
+use std::collections::BTreeSet;
+
+use agentstore::audit::AuditDraft;
+use agentstore::backend::{MemoryOrder, MemoryQuery, WriteResult};
+use agentstore::{Error, Memory, Namespace, Page, Result, Scope, Timestamp, UpsertOutcome};
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{GenericClient, Row, Transaction};
+
+use crate::audit;
+use crate::sql::*;
+use crate::tenants::{require_refs, require_tenant};
+
+/// Every column but `rid` and the generated `fts`, in [`memory_row`] order. No column is
+/// sealed (this backend has no field encryption), so the list reads and writes alike.
+pub(crate) const MEMORY_COLUMNS: &str = "id, tenant_id, namespace, kind, key, content, summary, tier, importance, confidence, success_rate, pinned, priority, topic, domain, tags, source_sessions, source_events, subject_id, agent_id, access_count, last_accessed_at, token_count, content_hash, valid_from, valid_to, superseded_by, expires_at, metadata, created_at, updated_at";
+
+/// The unique constraint `UNIQUE (tenant_id, id)` of `memories` (PostgreSQL's default name).
+const ID_CONSTRAINT: &str = "memories_tenant_id_id_key";
+/// The partial unique index of current versions per key.
+const KEY_CONSTRAINT: &str = "memories_current_key";
+
+pub(crate) fn memory_row(r: &Row) -> Result<Memory> {
+    let nsv: String = col(r, 2)?;
+    let tags: String = col(r, 15)?;
+    let sessions: String = col(r, 16)?;
+    let events: String = col(r, 17)?;
+    let meta: String = col(r, 28)?;
+    Ok(Memory {
+        id: col(r, 0)?,
+        tenant_id: col(r, 1)?,
+        namespace: to_ns(&nsv),
+        kind: col(r, 3)?,
+        key: col(r, 4)?,
+        content: col(r, 5)?,
+        summary: col(r, 6)?,
+        tier: col(r, 7)?,
+        importance: col(r, 8)?,
+        confidence: col(r, 9)?,
+        success_rate: col(r, 10)?,
+        pinned: col(r, 11)?,
+        priority: col(r, 12)?,
+        topic: col(r, 13)?,
+        domain: col(r, 14)?,
+        tags: parse_json(&tags)?,
+        source_sessions: parse_json(&sessions)?,
+        source_events: parse_json(&events)?,
+        subject_id: col(r, 18)?,
+        agent_id: col(r, 19)?,
+        access_count: col(r, 20)?,
+        last_accessed_at: to_ts_opt(col(r, 21)?),
+        token_count: col(r, 22)?,
+        content_hash: col(r, 23)?,
+        valid_from: to_ts(col(r, 24)?),
+        valid_to: to_ts_opt(col(r, 25)?),
+        superseded_by: col(r, 26)?,
+        expires_at: to_ts_opt(col(r, 27)?),
+        metadata: parse_json(&meta)?,
+        created_at: to_ts(col(r, 29)?),
+        updated_at: to_ts(col(r, 30)?),
+    })
+}
+
+/// Inserts a complete memory verbatim (also used by import).
+pub(crate) fn insert_memory(tx: &mut Transaction<'_>, m: &Memory) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO memories ({MEMORY_COLUMNS}) VALUES ($1, $2, $3, $4, $5,
+                 $6, $7, $8, $9, $10,
+                 $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26,
+                 $27, $28, $29, $30, $31)"
+        ),
+        &[
+            &m.id,
+            &m.tenant_id,
+            &ns(&m.namespace),
+            &m.kind,
+            &m.key,
+            &m.content,
+            &m.summary,
+            &m.tier,
+            &m.importance,
+            &m.confidence,
+            &m.success_rate,
+            &m.pinned,
+            &m.priority,
+            &m.topic,
+            &m.domain,
+            &to_json_text(&m.tags),
+            &to_json_text(&m.source_sessions),
+            &to_json_text(&m.source_events),
+            &m.subject_id,
+            &m.agent_id,
+            &m.access_count,
+            &ts_opt(&m.last_accessed_at),
+            &m.token_count,
+            &m.content_hash,
+            &ts(&m.valid_from),
+            &ts_opt(&m.valid_to),
+            &m.superseded_by,
+            &ts_opt(&m.expires_at),
+            &json_text(&m.metadata),
+            &ts(&m.created_at),
+            &ts(&m.updated_at),
+        ],
+    )
+    .map_err(|err| {
+        // PostgreSQL names the violated constraint: the `(tenant_id, id)` one is a taken
+        // id, the partial index of current versions a key that already has one.
+        let constraint = err
+            .as_db_error()
+            .filter(|d| *d.code() == SqlState::UNIQUE_VIOLATION)
+            .and_then(|d| d.constraint())
+            .map(str::to_owned);
+        match constraint.as_deref() {
+            Some(ID_CONSTRAINT) => Error::AlreadyExists {
+                entity: "memory",
+                id: m.id.clone(),
+            },
+            Some(KEY_CONSTRAINT) => Error::AlreadyExists {
+                entity: "memory key",
+                id: m.key.clone().unwrap_or_default(),
+            },
+            _ => db_err(err),
+        }
+    })?;
+    Ok(())
+}
+
+fn require_new_id(tx: &mut Transaction<'_>, m: &Memory) -> Result<()> {
+    if get(tx, &m.tenant_id, &m.id)?.is_some() {
+        return Err(Error::AlreadyExists {
+            entity: "memory",
+            id: m.id.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn create(tx: &mut Transaction<'_>, scope: &Scope, m: &Memory) -> Result<UpsertOutcome> {
+    require_new_id(tx, m)?;
+    insert_memory(tx, m)?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("memory.create", "memory", &m.id).new_values(m),
+    )?;
+    Ok(UpsertOutcome::Created { id: m.id.clone() })
+}
+
+/// Same key, same content: the existing version takes the new descriptive fields but
+/// keeps its identity, validity and read counters, so references and as-of reads of it
+/// stay valid.
+fn update_in_place(
+    tx: &mut Transaction<'_>,
+    scope: &Scope,
+    old: Memory,
+    m: Memory,
+) -> Result<UpsertOutcome> {
+    let new = Memory {
+        id: old.id.clone(),
+        access_count: old.access_count,
+        last_accessed_at: old.last_accessed_at,
+        valid_from: old.valid_from,
+        valid_to: old.valid_to,
+        superseded_by: old.superseded_by.clone(),
+        created_at: old.created_at,
+        ..m
+    };
+    // The content is the same (same hash), so it is left as it is; without field
+    // encryption a change of subject needs no re-sealing either.
+    tx.execute(
+        "UPDATE memories SET kind = $1, summary = $2, tier = $3,
+             importance = $4,
+             confidence = $5, success_rate = $6, pinned = $7, priority = $8, topic = $9,
+             domain = $10, tags = $11, source_sessions = $12, source_events = $13,
+             subject_id = $14, agent_id = $15, token_count = $16, expires_at = $17,
+             metadata = $18, updated_at = $19
+         WHERE tenant_id = $20 AND id = $21",
+        &[
+            &new.kind,
+            &new.summary,
+            &new.tier,
+            &new.importance,
+            &new.confidence,
+            &new.success_rate,
+            &new.pinned,
+            &new.priority,
+            &new.topic,
+            &new.domain,
+            &to_json_text(&new.tags),
+            &to_json_text(&new.source_sessions),
+            &to_json_text(&new.source_events),
+            &new.subject_id,
+            &new.agent_id,
+            &new.token_count,
+            &ts_opt(&new.expires_at),
+            &json_text(&new.metadata),
+            &ts(&new.updated_at),
+            &new.tenant_id,
+            &new.id,
+        ],
+    )
+    .db()?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("memory.update", "memory", &new.id)
+            .old(&old)
+            .new_values(&new),
+    )?;
+    Ok(UpsertOutcome::Updated { id: new.id })
+}
+
+/// Same key, new content: the old version is closed where the new one starts. A new
+/// version back-dated before the old one started closes the old one at its own start
+/// (an empty interval) instead, so no interval is ever inverted and as-of reads never
+/// find two versions valid at once.
+fn supersede(
+    tx: &mut Transaction<'_>,
+    scope: &Scope,
+    old: Memory,
+    m: &Memory,
+) -> Result<UpsertOutcome> {
+    require_new_id(tx, m)?;
+    // Versions of a key form one chain in commit order. The engine stamps `valid_from`
+    // before the write lock is taken, so a writer that lost the race to another process
+    // can arrive with a start earlier than the version it now replaces; starting it where
+    // that version starts keeps the intervals ordered and disjoint, and `history` (ordered
+    // by valid_from) then lists versions in the order they became current.
+    let mut m = m.clone();
+    m.valid_from = m.valid_from.max(old.valid_from);
+    let m = &m;
+    let closed_at = m.valid_from;
+    tx.execute(
+        "UPDATE memories SET valid_to = $1, superseded_by = $2, updated_at = $3
+         WHERE tenant_id = $4 AND id = $5",
+        &[
+            &ts(&closed_at),
+            &m.id,
+            &ts(&m.updated_at),
+            &old.tenant_id,
+            &old.id,
+        ],
+    )
+    .db()?;
+    insert_memory(tx, m)?;
+    audit::append(
+        tx,
+        scope,
+        // The old version stays in the table (closed, not deleted), so naming it is
+        // enough; repeating its fields would double the audit row of every upsert.
+        AuditDraft::new("memory.supersede", "memory", &m.id)
+            .old(&serde_json::json!({
+                "id": old.id,
+                "content_hash": old.content_hash,
+                "valid_to": closed_at,
+            }))
+            .new_values(m),
+    )?;
+    Ok(UpsertOutcome::Superseded {
+        id: m.id.clone(),
+        previous: old.id,
+    })
+}
+
+/// A current, unexpired memory in the namespace holding the same content, oldest first.
+fn duplicate_of(tx: &mut Transaction<'_>, m: &Memory) -> Result<Option<String>> {
+    tx.query_opt(
+        "SELECT id FROM memories
+         WHERE tenant_id = $1 AND namespace = $2 AND content_hash = $3
+           AND valid_to IS NULL AND (expires_at IS NULL OR expires_at > $4)
+         ORDER BY rid LIMIT 1",
+        &[
+            &m.tenant_id,
+            &ns(&m.namespace),
+            &m.content_hash,
+            &ts(&m.created_at),
+        ],
+    )
+    .db()?
+    .map(|r| col(&r, 0))
+    .transpose()
+}
+
+/// Applies [`agentstore::WriteOp::Remember`]. The caller's id is only checked where a
+/// row would be inserted: an update in place or a dedupe keeps the existing id, which
+/// makes a retried `remember` idempotent.
+pub(crate) fn remember(tx: &mut Transaction<'_>, scope: &Scope, m: Memory) -> Result<WriteResult> {
+    require_scope_tenant(scope, &m.tenant_id)?;
+    require_tenant(tx, &m.tenant_id)?;
+    require_refs(
+        tx,
+        &m.tenant_id,
+        m.subject_id.as_deref(),
+        m.agent_id.as_deref(),
+        None,
+    )?;
+    let outcome = match &m.key {
+        Some(key) => match current_by_key(tx, &m.tenant_id, &m.namespace, key)? {
+            Some(old) if old.content_hash == m.content_hash => update_in_place(tx, scope, old, m)?,
+            Some(old) => supersede(tx, scope, old, &m)?,
+            None => create(tx, scope, &m)?,
+        },
+        None => match duplicate_of(tx, &m)? {
+            Some(id) => UpsertOutcome::Deduplicated { id },
+            None => create(tx, scope, &m)?,
+        },
+    };
+    Ok(WriteResult::Memory(outcome))
+}
+
+pub(crate) fn forget(tx: &mut Transaction<'_>, scope: &Scope, id: &str) -> Result<WriteResult> {
+    let old = get(tx, &scope.tenant, id)?.ok_or_else(|| Error::not_found("memory", id))?;
+    // A predecessor's `superseded_by` keeps naming this id: it records what happened,
+    // and a dangling successor is what a reader of history should see after a forget.
+    tx.execute(
+        "DELETE FROM memories WHERE tenant_id = $1 AND id = $2",
+        &[&scope.tenant, &id],
+    )
+    .db()?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("memory.forget", "memory", id).old(&old),
+    )?;
+    Ok(WriteResult::None)
+}
+
+pub(crate) fn invalidate(
+    tx: &mut Transaction<'_>,
+    scope: &Scope,
+    id: &str,
+    at: Timestamp,
+) -> Result<WriteResult> {
+    let old = get(tx, &scope.tenant, id)?.ok_or_else(|| Error::not_found("memory", id))?;
+    if let Some(to) = old.valid_to {
+        return Err(Error::Conflict(format!(
+            "memory '{id}' is no longer valid since {}",
+            to.to_rfc3339()
+        )));
+    }
+    // A version that only becomes valid later is closed at its start, never before it.
+    let valid_to = at.max(old.valid_from);
+    tx.execute(
+        "UPDATE memories SET valid_to = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+        &[&ts(&valid_to), &ts(&at), &scope.tenant, &id],
+    )
+    .db()?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("memory.invalidate", "memory", id)
+            .old(&old)
+            .with_json(serde_json::json!({"valid_to": valid_to})),
+    )?;
+    Ok(WriteResult::None)
+}
+
+/// Counts one read of each distinct id; a repeated id in one call is one read.
+pub(crate) fn touch(
+    tx: &mut Transaction<'_>,
+    scope: &Scope,
+    ids: &[String],
+    at: Timestamp,
+) -> Result<WriteResult> {
+    bump_counters(
+        tx,
+        scope,
+        "UPDATE memories SET access_count = access_count + 1, last_accessed_at = $1
+         WHERE tenant_id = $2 AND id = $3",
+        ids,
+        at,
+        "memory.access",
+        "memory",
+    )
+}
+
+// ------------------------------------------------------------------------- reads
+
+fn query_memories(
+    c: &mut impl GenericClient,
+    sql: &str,
+    p: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Memory>> {
+    collect_rows(c, sql, p, memory_row)
+}
+
+pub(crate) fn get(c: &mut impl GenericClient, tenant: &str, id: &str) -> Result<Option<Memory>> {
+    one_row(
+        c,
+        &format!("SELECT {MEMORY_COLUMNS} FROM memories WHERE tenant_id = $1 AND id = $2"),
+        &[&tenant, &id],
+        memory_row,
+    )
+}
+
+fn current_by_key(
+    c: &mut impl GenericClient,
+    tenant: &str,
+    ns_: &Namespace,
+    key: &str,
+) -> Result<Option<Memory>> {
+    get_by_key(c, tenant, ns_, key, None)
+}
+
+/// The version with `key` valid at `as_of`, or the current one (`valid_to` unset). Expiry
+/// is not applied here: a lookup by key names one record, like a lookup by id.
+pub(crate) fn get_by_key(
+    c: &mut impl GenericClient,
+    tenant: &str,
+    ns_: &Namespace,
+    key: &str,
+    as_of: Option<Timestamp>,
+) -> Result<Option<Memory>> {
+    let nsv = ns(ns_);
+    let mut items = match as_of {
+        None => query_memories(
+            c,
+            &format!(
+                "SELECT {MEMORY_COLUMNS} FROM memories
+                 WHERE tenant_id = $1 AND namespace = $2 AND key = $3 AND valid_to IS NULL"
+            ),
+            &[&tenant, &nsv, &key],
+        )?,
+        Some(t) => query_memories(
+            c,
+            &format!(
+                "SELECT {MEMORY_COLUMNS} FROM memories
+                 WHERE tenant_id = $1 AND namespace = $2 AND key = $3
+                   AND valid_from <= $4 AND (valid_to IS NULL OR valid_to > $4)
+                 ORDER BY valid_from DESC, rid DESC LIMIT 1"
+            ),
+            &[&tenant, &nsv, &key, &ts(&t)],
+        )?,
+    };
+    Ok(items.pop())
+}
+
+pub(crate) fn history(
+    c: &mut impl GenericClient,
+    tenant: &str,
+    ns_: &Namespace,
+    key: &str,
+) -> Result<Vec<Memory>> {
+    query_memories(
+        c,
+        &format!(
+            "SELECT {MEMORY_COLUMNS} FROM memories
+             WHERE tenant_id = $1 AND namespace = $2 AND key = $3
+             ORDER BY valid_from, rid"
+        ),
+        &[&tenant, &ns(ns_), &key],
+    )
+}
+
+/// Keyset position of the last item of a page, one shape per order. Every order ends in
+/// `id`, so positions are unique and a page boundary between equal sort keys neither
+/// repeats nor skips a row.
+enum Cursor {
+    Recent {
+        created: i64,
+        id: String,
+    },
+    Priority {
+        pinned: bool,
+        priority: i64,
+        created: i64,
+        id: String,
+    },
+    Importance {
+        importance: f64,
+        created: i64,
+        id: String,
+    },
+}
+
+fn malformed() -> Error {
+    Error::invalid("after", "malformed cursor")
+}
+
+impl Cursor {
+    fn of(order: MemoryOrder, m: &Memory) -> String {
+        let created = ts(&m.created_at);
+        match order {
+            MemoryOrder::Recent => encode_cursor(created, &m.id),
+            MemoryOrder::Priority => {
+                format!("p:{}:{}:{created}:{}", u8::from(m.pinned), m.priority, m.id)
+            }
+            // `Display` of an f64 is the shortest text that parses back to the same bits.
+            MemoryOrder::Importance => format!("i:{}:{created}:{}", m.importance, m.id),
+        }
+    }
+
+    fn parse(order: MemoryOrder, s: &str) -> Result<Cursor> {
+        let int = |v: &str| v.parse::<i64>().map_err(|_| malformed());
+        match order {
+            MemoryOrder::Recent => {
+                let (created, id) = decode_cursor(s)?;
+                Ok(Cursor::Recent { created, id })
+            }
+            MemoryOrder::Priority => {
+                let rest = s.strip_prefix("p:").ok_or_else(malformed)?;
+                let parts: Vec<&str> = rest.splitn(4, ':').collect();
+                let [pinned, priority, created, id] = parts[..] else {
+                    return Err(malformed());
+                };
+                let pinned = match pinned {
+                    "0" => false,
+                    "1" => true,
+                    _ => return Err(malformed()),
+                };
+                Ok(Cursor::Priority {
+                    pinned,
+                    priority: int(priority)?,
+                    created: int(created)?,
+                    id: id.to_owned(),
+                })
+            }
+            MemoryOrder::Importance => {
+                let rest = s.strip_prefix("i:").ok_or_else(malformed)?;
+                let parts: Vec<&str> = rest.splitn(3, ':').collect();
+                let [importance, created, id] = parts[..] else {
+                    return Err(malformed());
+                };
+                let importance = importance
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(malformed)?;
+                Ok(Cursor::Importance {
+                    importance,
+                    created: int(created)?,
+                    id: id.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// `WHERE` condition selecting rows after this position. Every order sorts all its
+    /// columns descending, so "after" is one row-value comparison (`false < true` for
+    /// `pinned`, as 0 < 1 on SQLite; `id` compares bytewise under its "C" collation).
+    fn cond(self, f: &mut Filter) {
+        match self {
+            Cursor::Recent { created, id } => f.cond(
+                "(created_at, id) < (?, ?)",
+                vec![Box::new(created), Box::new(id)],
+            ),
+            Cursor::Priority {
+                pinned,
+                priority,
+                created,
+                id,
+            } => f.cond(
+                "(pinned, priority, created_at, id) < (?, ?, ?, ?)",
+                vec![
+                    Box::new(pinned),
+                    Box::new(priority),
+                    Box::new(created),
+                    Box::new(id),
+                ],
+            ),
+            Cursor::Importance {
+                importance,
+                created,
+                id,
+            } => f.cond(
+                "(importance, created_at, id) < (?, ?, ?)",
+                vec![Box::new(importance), Box::new(created), Box::new(id)],
+            ),
+        };
+    }
+}
+
+/// Adds "the JSON array in `column` holds the string `value`". The columns are JSON text,
+/// so they are cast to `jsonb`; containment of a one-string array matches exactly the
+/// string elements equal to `value`, as SQLite's `json_each(...).value = ?` does for
+/// arrays of strings. (`jsonb ? text` would say the same, but `?` is our placeholder.)
+fn json_contains(f: &mut Filter, column: &str, value: &str) {
+    f.cond(
+        format!("memories.{column}::jsonb @> jsonb_build_array(?::text)"),
+        vec![Box::new(value.to_owned())],
+    );
+}
+
+pub(crate) fn list(
+    c: &mut impl GenericClient,
+    tenant: &str,
+    q: &MemoryQuery,
+    now: Timestamp,
+) -> Result<Page<Memory>> {
+    if let Some(p) = &q.namespace_prefix {
+        p.validate()?;
+    }
+    let mut f = Filter::tenant(tenant);
+    f.ns_prefix("namespace", &q.namespace_prefix)
+        .eq_opt("key", &q.key)
+        .eq_opt("tier", &q.tier)
+        .eq_opt("topic", &q.topic)
+        .eq_opt("domain", &q.domain)
+        .eq_opt("subject_id", &q.subject_id)
+        .eq_opt("agent_id", &q.agent_id)
+        .eq_opt("pinned", &q.pinned);
+    if !q.kinds.is_empty() {
+        let marks = vec!["?"; q.kinds.len()].join(", ");
+        f.cond(
+            format!("kind IN ({marks})"),
+            q.kinds
+                .iter()
+                .map(|k| Box::new(k.clone()) as Param)
+                .collect(),
+        );
+    }
+    for tag in q.tags.iter().collect::<BTreeSet<_>>() {
+        json_contains(&mut f, "tags", tag);
+    }
+    if let Some(s) = &q.source_session {
+        json_contains(&mut f, "source_sessions", s);
+    }
+    if let Some(min) = q.min_importance {
+        if !min.is_finite() {
+            return Err(Error::invalid("min_importance", "must be a finite number"));
+        }
+        f.cond("importance >= ?", vec![Box::new(min)]);
+    }
+    match &q.valid_at {
+        None => {
+            f.cond("valid_to IS NULL", vec![]);
+        }
+        Some(t) => {
+            f.cond(
+                "valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)",
+                vec![Box::new(ts(t)), Box::new(ts(t))],
+            );
+        }
+    }
+    if !q.include_expired {
+        f.cond(
+            "(expires_at IS NULL OR expires_at > ?)",
+            vec![Box::new(ts(&now))],
+        );
+    }
+    if let Some(after) = &q.after {
+        Cursor::parse(q.order, after)?.cond(&mut f);
+    }
+    let order_by = match q.order {
+        MemoryOrder::Recent => "created_at DESC, id DESC",
+        MemoryOrder::Priority => "pinned DESC, priority DESC, created_at DESC, id DESC",
+        MemoryOrder::Importance => "importance DESC, created_at DESC, id DESC",
+    };
+    page(
+        c,
+        &format!("SELECT {MEMORY_COLUMNS} FROM memories"),
+        &f,
+        order_by,
+        q.limit,
+        memory_row,
+        |m| Cursor::of(q.order, m),
+    )
+}

@@ -1,0 +1,515 @@
+//! Tenants, subjects and agents.
+
+use agentstore::audit::AuditDraft;
+use agentstore::backend::{AgentQuery, WriteResult};
+use agentstore::{Agent, AgentStats, Error, Page, Result, Scope, Subject, Tenant, Timestamp};
+use postgres::types::ToSql;
+use postgres::{GenericClient, Row, Transaction};
+
+use crate::audit;
+use crate::sql::*;
+
+/// Fails with `NotFound` unless the tenant exists.
+pub(crate) fn require_tenant(c: &mut impl GenericClient, tenant: &str) -> Result<()> {
+    exists(
+        c,
+        "SELECT 1 FROM tenants WHERE id = $1",
+        &[&tenant],
+        "tenant",
+        tenant,
+    )
+}
+
+/// Fails with `NotFound { entity, id }` unless `sql` (with params) returns a row.
+pub(crate) fn exists(
+    c: &mut impl GenericClient,
+    sql: &str,
+    p: &[&(dyn ToSql + Sync)],
+    entity: &'static str,
+    id: &str,
+) -> Result<()> {
+    // `query` rather than `query_opt`: any number of rows means "exists", as SQLite's
+    // `query_row` takes the first.
+    if c.query(sql, p).db()?.is_empty() {
+        return Err(Error::not_found(entity, id));
+    }
+    Ok(())
+}
+
+/// Fails with `NotFound` unless the session exists in the tenant, and with
+/// `ConsentRequired` when it belongs to a subject under 13 without recorded parental
+/// consent: events and checkpoints are the subject's personal data.
+pub(crate) fn require_writable_session(
+    c: &mut impl GenericClient,
+    tenant: &str,
+    session: &str,
+) -> Result<()> {
+    let gate = c
+        .query_opt(
+            "SELECT s.subject_id, COALESCE(j.age_gated AND j.parental_consent_at IS NULL, FALSE)
+             FROM sessions s
+             LEFT JOIN subjects j ON j.tenant_id = s.tenant_id AND j.id = s.subject_id
+             WHERE s.tenant_id = $1 AND s.id = $2",
+            &[&tenant, &session],
+        )
+        .db()?
+        .map(|r| -> Result<(Option<String>, bool)> { Ok((col(&r, 0)?, col(&r, 1)?)) })
+        .transpose()?;
+    match gate {
+        None => Err(Error::not_found("session", session)),
+        Some((Some(subject), true)) => Err(Error::ConsentRequired { subject }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Checks that optional references exist in the tenant, naming the missing one; a
+/// subject must also accept personal data (see [`require_writable_session`]).
+pub(crate) fn require_refs(
+    c: &mut impl GenericClient,
+    tenant: &str,
+    subject: Option<&str>,
+    agent: Option<&str>,
+    session: Option<&str>,
+) -> Result<()> {
+    if let Some(id) = subject {
+        let gate = c
+            .query_opt(
+                "SELECT age_gated AND parental_consent_at IS NULL FROM subjects
+                 WHERE tenant_id = $1 AND id = $2",
+                &[&tenant, &id],
+            )
+            .db()?
+            .map(|r| col::<bool>(&r, 0))
+            .transpose()?;
+        match gate {
+            None => return Err(Error::not_found("subject", id)),
+            Some(true) => {
+                return Err(Error::ConsentRequired {
+                    subject: id.to_owned(),
+                });
+            }
+            Some(false) => {}
+        }
+    }
+    if let Some(id) = agent {
+        exists(
+            c,
+            "SELECT 1 FROM agents WHERE tenant_id = $1 AND id = $2",
+            &[&tenant, &id],
+            "agent",
+            id,
+        )?;
+    }
+    if let Some(id) = session {
+        exists(
+            c,
+            "SELECT 1 FROM sessions WHERE tenant_id = $1 AND id = $2",
+            &[&tenant, &id],
+            "session",
+            id,
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) fn create_tenant(
+    tx: &mut Transaction<'_>,
+    scope: &Scope,
+    t: Tenant,
+) -> Result<WriteResult> {
+    require_scope_tenant(scope, &t.id)?;
+    if get_tenant(tx, &t.id)?.is_some() {
+        return Err(Error::AlreadyExists {
+            entity: "tenant",
+            id: t.id,
+        });
+    }
+    insert_tenant(tx, &t)?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("tenant.create", "tenant", &t.id).new_values(&t),
+    )?;
+    Ok(WriteResult::Id(t.id))
+}
+
+pub(crate) fn insert_tenant(tx: &mut Transaction<'_>, t: &Tenant) -> Result<()> {
+    tx.execute(
+        "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)",
+        &[&t.id, &t.name, &ts(&t.created_at)],
+    )
+    .db()?;
+    Ok(())
+}
+
+fn tenant_row(r: &Row) -> Result<Tenant> {
+    Ok(Tenant {
+        id: col(r, 0)?,
+        name: col(r, 1)?,
+        created_at: to_ts(col(r, 2)?),
+    })
+}
+
+pub(crate) fn get_tenant(c: &mut impl GenericClient, id: &str) -> Result<Option<Tenant>> {
+    one_row(
+        c,
+        "SELECT id, name, created_at FROM tenants WHERE id = $1",
+        &[&id],
+        tenant_row,
+    )
+}
+
+pub(crate) fn list_tenants(c: &mut impl GenericClient) -> Result<Vec<Tenant>> {
+    collect_rows(
+        c,
+        "SELECT id, name, created_at FROM tenants ORDER BY rid",
+        &[],
+        tenant_row,
+    )
+}
+
+// ------------------------------------------------------------------------- subjects
+
+pub(crate) const SUBJECT_COLUMNS: &str = "id, tenant_id, external_id_hash, consent, consent_at, age_gated, parental_consent_at, parental_consent_by, retention_days, metadata, created_at, updated_at, strict";
+
+pub(crate) fn subject_row(r: &Row) -> Result<Subject> {
+    let meta: String = col(r, 9)?;
+    Ok(Subject {
+        id: col(r, 0)?,
+        tenant_id: col(r, 1)?,
+        external_id_hash: col(r, 2)?,
+        consent: col(r, 3)?,
+        consent_at: to_ts_opt(col(r, 4)?),
+        age_gated: col(r, 5)?,
+        parental_consent_at: to_ts_opt(col(r, 6)?),
+        parental_consent_by: col(r, 7)?,
+        retention_days: col(r, 8)?,
+        metadata: parse_json(&meta)?,
+        created_at: to_ts(col(r, 10)?),
+        updated_at: to_ts(col(r, 11)?),
+        strict: col(r, 12)?,
+    })
+}
+
+pub(crate) fn insert_subject(tx: &mut Transaction<'_>, s: &Subject) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO subjects ({SUBJECT_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ),
+        &[
+            &s.id,
+            &s.tenant_id,
+            &s.external_id_hash,
+            &s.consent,
+            &ts_opt(&s.consent_at),
+            &s.age_gated,
+            &ts_opt(&s.parental_consent_at),
+            &s.parental_consent_by,
+            &s.retention_days,
+            &json_text(&s.metadata),
+            &ts(&s.created_at),
+            &ts(&s.updated_at),
+            &s.strict,
+        ],
+    )
+    .db()?;
+    Ok(())
+}
+
+pub(crate) fn create_subject(
+    tx: &mut Transaction<'_>,
+    scope: &Scope,
+    s: Subject,
+) -> Result<WriteResult> {
+    require_scope_tenant(scope, &s.tenant_id)?;
+    require_tenant(tx, &s.tenant_id)?;
+    if get_subject(tx, &s.tenant_id, &s.id)?.is_some()
+        || find_subject(tx, &s.tenant_id, &s.external_id_hash)?.is_some()
+    {
+        return Err(Error::AlreadyExists {
+            entity: "subject",
+            id: s.id,
+        });
+    }
+    insert_subject(tx, &s)?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("subject.create", "subject", &s.id).new_values(&s),
+    )?;
+    Ok(WriteResult::Id(s.id))
+}
+
+pub(crate) fn set_consent(
+    tx: &mut Transaction<'_>,
+    scope: &Scope,
+    id: &str,
+    consent: bool,
+    parental_by: Option<String>,
+    at: Timestamp,
+) -> Result<WriteResult> {
+    let old = get_subject(tx, &scope.tenant, id)?.ok_or_else(|| Error::not_found("subject", id))?;
+    let consent_at = if consent {
+        old.consent_at.or(Some(at))
+    } else {
+        None
+    };
+    let (pc_at, pc_by) = match parental_by {
+        Some(by) => (Some(at), Some(by)),
+        None => (old.parental_consent_at, old.parental_consent_by.clone()),
+    };
+    tx.execute(
+        "UPDATE subjects SET consent = $1, consent_at = $2, parental_consent_at = $3,
+             parental_consent_by = $4, updated_at = $5 WHERE tenant_id = $6 AND id = $7",
+        &[
+            &consent,
+            &ts_opt(&consent_at),
+            &ts_opt(&pc_at),
+            &pc_by,
+            &ts(&at),
+            &scope.tenant,
+            &id,
+        ],
+    )
+    .db()?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("subject.consent", "subject", id)
+            .old(&serde_json::json!({"consent": old.consent, "parental_consent_by": old.parental_consent_by}))
+            .new_values(&serde_json::json!({"consent": consent, "parental_consent_by": pc_by})),
+    )?;
+    Ok(WriteResult::None)
+}
+
+pub(crate) fn get_subject(
+    c: &mut impl GenericClient,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Subject>> {
+    one_row(
+        c,
+        &format!("SELECT {SUBJECT_COLUMNS} FROM subjects WHERE tenant_id = $1 AND id = $2"),
+        &[&tenant, &id],
+        subject_row,
+    )
+}
+
+pub(crate) fn find_subject(
+    c: &mut impl GenericClient,
+    tenant: &str,
+    hash: &str,
+) -> Result<Option<Subject>> {
+    one_row(
+        c,
+        &format!(
+            "SELECT {SUBJECT_COLUMNS} FROM subjects WHERE tenant_id = $1 AND external_id_hash = $2"
+        ),
+        &[&tenant, &hash],
+        subject_row,
+    )
+}
+
+// ------------------------------------------------------------------------- agents
+
+pub(crate) const AGENT_COLUMNS: &str = "id, tenant_id, namespace, name, agent_type, model_provider, model_name, capabilities, tags, active, experimental, metadata, created_at, updated_at";
+
+pub(crate) fn agent_row(r: &Row) -> Result<Agent> {
+    let ns: String = col(r, 2)?;
+    let caps: String = col(r, 7)?;
+    let tags: String = col(r, 8)?;
+    let meta: String = col(r, 11)?;
+    Ok(Agent {
+        id: col(r, 0)?,
+        tenant_id: col(r, 1)?,
+        namespace: to_ns(&ns),
+        name: col(r, 3)?,
+        agent_type: col(r, 4)?,
+        model_provider: col(r, 5)?,
+        model_name: col(r, 6)?,
+        capabilities: parse_json(&caps)?,
+        tags: parse_json(&tags)?,
+        active: col(r, 9)?,
+        experimental: col(r, 10)?,
+        metadata: parse_json(&meta)?,
+        created_at: to_ts(col(r, 12)?),
+        updated_at: to_ts(col(r, 13)?),
+    })
+}
+
+pub(crate) fn insert_agent(tx: &mut Transaction<'_>, a: &Agent) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO agents ({AGENT_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ),
+        &[
+            &a.id,
+            &a.tenant_id,
+            &ns(&a.namespace),
+            &a.name,
+            &a.agent_type,
+            &a.model_provider,
+            &a.model_name,
+            &json_text(&a.capabilities),
+            &to_json_text(&a.tags),
+            &a.active,
+            &a.experimental,
+            &json_text(&a.metadata),
+            &ts(&a.created_at),
+            &ts(&a.updated_at),
+        ],
+    )
+    .db()?;
+    Ok(())
+}
+
+pub(crate) fn put_agent(tx: &mut Transaction<'_>, scope: &Scope, a: Agent) -> Result<WriteResult> {
+    require_scope_tenant(scope, &a.tenant_id)?;
+    require_tenant(tx, &a.tenant_id)?;
+    let by_name: Option<String> = tx
+        .query_opt(
+            "SELECT id FROM agents WHERE tenant_id = $1 AND name = $2",
+            &[&a.tenant_id, &a.name],
+        )
+        .db()?
+        .map(|r| col::<String>(&r, 0))
+        .transpose()?;
+    if by_name.as_ref().is_some_and(|id| id != &a.id) {
+        return Err(Error::AlreadyExists {
+            entity: "agent",
+            id: a.name,
+        });
+    }
+    match get_agent(tx, &a.tenant_id, &a.id)? {
+        None => {
+            insert_agent(tx, &a)?;
+            audit::append(
+                tx,
+                scope,
+                AuditDraft::new("agent.create", "agent", &a.id).new_values(&a),
+            )?;
+        }
+        Some(old) => {
+            tx.execute(
+                "UPDATE agents SET namespace = $1, name = $2, agent_type = $3, model_provider = $4,
+                     model_name = $5, capabilities = $6, tags = $7, active = $8, experimental = $9,
+                     metadata = $10, updated_at = $11 WHERE tenant_id = $12 AND id = $13",
+                &[
+                    &ns(&a.namespace),
+                    &a.name,
+                    &a.agent_type,
+                    &a.model_provider,
+                    &a.model_name,
+                    &json_text(&a.capabilities),
+                    &to_json_text(&a.tags),
+                    &a.active,
+                    &a.experimental,
+                    &json_text(&a.metadata),
+                    &ts(&a.updated_at),
+                    &a.tenant_id,
+                    &a.id,
+                ],
+            )
+            .db()?;
+            audit::append(
+                tx,
+                scope,
+                AuditDraft::new("agent.update", "agent", &a.id)
+                    .old(&old)
+                    .new_values(&a),
+            )?;
+        }
+    }
+    Ok(WriteResult::Id(a.id))
+}
+
+pub(crate) fn get_agent(
+    c: &mut impl GenericClient,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Agent>> {
+    one_row(
+        c,
+        &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE tenant_id = $1 AND id = $2"),
+        &[&tenant, &id],
+        agent_row,
+    )
+}
+
+pub(crate) fn list_agents(
+    c: &mut impl GenericClient,
+    tenant: &str,
+    q: &AgentQuery,
+) -> Result<Page<Agent>> {
+    let mut f = Filter::tenant(tenant);
+    f.ns_prefix("namespace", &q.namespace_prefix)
+        .eq_opt("active", &q.active)
+        .eq_opt("agent_type", &q.agent_type);
+    if let Some(tag) = &q.tag {
+        // Exact element equality, as SQLite's `json_each(tags).value = ?`; compared
+        // byte-wise (COLLATE "C") like every other text here.
+        f.cond(
+            "EXISTS (SELECT 1 FROM jsonb_array_elements_text(agents.tags::jsonb) AS t(value)
+                     WHERE t.value COLLATE \"C\" = ?)",
+            vec![Box::new(tag.clone())],
+        );
+    }
+    if let Some(after) = &q.after {
+        f.cond("name > ?", vec![Box::new(after.clone())]);
+    }
+    page(
+        c,
+        &format!("SELECT {AGENT_COLUMNS} FROM agents"),
+        &f,
+        "name",
+        q.limit,
+        agent_row,
+        |a| a.name.clone(),
+    )
+}
+
+pub(crate) fn agent_stats(
+    c: &mut impl GenericClient,
+    tenant: &str,
+    id: &str,
+) -> Result<AgentStats> {
+    // The average divides the exact integer sum by the count in double precision, as
+    // SQLite's AVG over integers does (PostgreSQL's AVG(bigint) is NUMERIC).
+    let r = c
+        .query_one(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE success), COUNT(*) FILTER (WHERE NOT success),
+                    SUM(ended_at - started_at)::double precision / NULLIF(COUNT(ended_at), 0)
+             FROM sessions WHERE tenant_id = $1 AND agent_id = $2",
+            &[&tenant, &id],
+        )
+        .db()?;
+    let (sessions, succeeded, failed, avg_duration_us): (i64, i64, i64, Option<f64>) =
+        (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?);
+    // SUM(bigint) is NUMERIC in PostgreSQL: cast back.
+    let r = c
+        .query_one(
+            "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0)::bigint,
+                    COALESCE(SUM(output_tokens), 0)::bigint,
+                    COALESCE(SUM(COALESCE(actual_cost, estimated_cost)), 0.0)::double precision
+             FROM usage_records WHERE tenant_id = $1 AND agent_id = $2",
+            &[&tenant, &id],
+        )
+        .db()?;
+    let (usage_calls, input_tokens, output_tokens, cost): (i64, i64, i64, f64) =
+        (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?);
+    let finished = succeeded + failed;
+    Ok(AgentStats {
+        agent_id: id.into(),
+        sessions,
+        succeeded,
+        failed,
+        success_rate: (finished > 0).then(|| succeeded as f64 / finished as f64),
+        avg_duration_ms: avg_duration_us.map(|us| us / 1000.0),
+        usage_calls,
+        input_tokens,
+        output_tokens,
+        cost,
+    })
+}

@@ -1,0 +1,175 @@
+//! The SQLite backend's vector index: recall of the HNSW graph path with and without
+//! filters (and with int8 traversal, an open option), snapshots in `data/index` used and
+//! damaged ones rebuilt, and vectors surviving backup and restore. The data and the
+//! helpers are the conformance suite's (`vectors.rs`).
+
+use std::collections::BTreeSet;
+
+use agentstore::search::{MetadataCondition, MetadataOp, SearchFilter};
+use agentstore::{NewMemory, SearchRequest};
+
+use crate::common::store;
+use crate::vectors::{brute, ids, load, vectors, vsearch};
+
+fn recall(got: &[String], want: &[String]) -> f64 {
+    let w: BTreeSet<&String> = want.iter().collect();
+    got.iter().filter(|g| w.contains(g)).count() as f64 / want.len().max(1) as f64
+}
+
+#[test]
+fn graph_search_keeps_recall_with_and_without_filters() {
+    // More vectors than the exact threshold, so unfiltered and broad filters go through
+    // the HNSW graph, a 1% filter through the exact path.
+    let t = store();
+    let n = 21_000;
+    // Queries from the data's own clusters, as real queries are near some stored text.
+    let mut vs = vectors(n + 40, 11);
+    let queries = vs.split_off(n);
+    load(&t, &vs);
+    type Case = (&'static str, SearchFilter, fn(usize) -> bool);
+    let cases: Vec<Case> = vec![
+        ("none", SearchFilter::default(), |_| true),
+        (
+            "half",
+            SearchFilter {
+                metadata: vec![MetadataCondition::new("half", MetadataOp::Eq, 1)],
+                ..Default::default()
+            },
+            |i| i % 2 == 1,
+        ),
+        (
+            "one percent",
+            SearchFilter {
+                metadata: vec![MetadataCondition::new("bucket", MetadataOp::Eq, 42)],
+                ..Default::default()
+            },
+            |i| i % 100 == 42,
+        ),
+        (
+            "ten percent",
+            SearchFilter {
+                kinds: vec!["k5".into()],
+                ..Default::default()
+            },
+            |i| i % 10 == 5,
+        ),
+    ];
+    for (name, filter, allowed) in cases {
+        let mut total = 0.0;
+        for q in &queries {
+            let got = ids(&vsearch(&t.store, &t, q, 10, filter.clone()));
+            let want = brute(&vs, q, 10, allowed);
+            assert_eq!(got.len(), 10, "{name}");
+            total += recall(&got, &want);
+        }
+        let r = total / queries.len() as f64;
+        assert!(r >= 0.95, "{name}: recall@10 {r}");
+    }
+    // The exact flag answers exactly even on the graph path.
+    for q in queries.iter().take(5) {
+        let hits = t
+            .store
+            .search(
+                &t.scope,
+                SearchRequest {
+                    exact: true,
+                    limit: 10,
+                    ..SearchRequest::vector(q.clone())
+                },
+            )
+            .unwrap();
+        assert_eq!(ids(&hits), brute(&vs, q, 10, |_| true));
+    }
+    // The same store opened with int8 traversal: the snapshot, built without it, is
+    // replaced by an index that walks int8 codes and rescores in f32, at the same recall.
+    t.store.maintenance(false).unwrap();
+    let mut opts = agentstore_sqlite::OpenOptions::new(t.dir.path().join("data"));
+    opts.vector_index.quantization = agentstore_sqlite::Quantization::I8;
+    let quantised = agentstore_sqlite::open(&opts).unwrap();
+    let mut total = 0.0;
+    for q in &queries {
+        let got = ids(&vsearch(&quantised, &t, q, 10, SearchFilter::default()));
+        total += recall(&got, &brute(&vs, q, 10, |_| true));
+    }
+    let r = total / queries.len() as f64;
+    assert!(r >= 0.95, "int8: recall@10 {r}");
+}
+
+#[test]
+fn snapshots_are_used_and_damaged_ones_rebuilt() {
+    let t = store();
+    let vs = vectors(400, 31);
+    load(&t, &vs);
+    let q = vectors(1, 32).remove(0);
+    let want = ids(&vsearch(&t.store, &t, &q, 10, SearchFilter::default()));
+    // Maintenance snapshots the index and drops the log entries it holds.
+    let rep = t.store.maintenance(false).unwrap();
+    assert!(
+        rep.steps.iter().any(|s| s.contains("snapshotted")),
+        "{:?}",
+        rep.steps
+    );
+    let index_dir = t.dir.path().join("data").join("index");
+    let snaps: Vec<_> = std::fs::read_dir(&index_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "hnsw"))
+        .collect();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    // A fresh process loads the snapshot (the log it would need is gone).
+    let again = t.reopen();
+    assert_eq!(
+        ids(&vsearch(&again, &t, &q, 10, SearchFilter::default())),
+        want
+    );
+    drop(again);
+    // Damage the snapshot: it is refused and the index rebuilt from the table.
+    let mut bytes = std::fs::read(&snaps[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&snaps[0], &bytes).unwrap();
+    let rebuilt = t.reopen();
+    assert_eq!(
+        ids(&vsearch(&rebuilt, &t, &q, 10, SearchFilter::default())),
+        want
+    );
+    assert!(rebuilt.verify().unwrap().ok());
+    // A truncated one too.
+    drop(rebuilt);
+    std::fs::write(&snaps[0], &bytes[..bytes.len() / 3]).unwrap();
+    let rebuilt = t.reopen();
+    assert_eq!(
+        ids(&vsearch(&rebuilt, &t, &q, 10, SearchFilter::default())),
+        want
+    );
+}
+
+#[test]
+fn backup_and_restore_keep_vectors_searchable() {
+    let t = store();
+    let vs = vectors(200, 41);
+    load(&t, &vs);
+    let q = vectors(1, 42).remove(0);
+    let want = ids(&vsearch(&t.store, &t, &q, 10, SearchFilter::default()));
+    let backup = t.dir.path().join("backup");
+    t.store.backup(&backup).unwrap();
+    // Written after the backup: must not appear in the restored store.
+    t.store
+        .remember(
+            &t.scope,
+            NewMemory {
+                id: Some("after".into()),
+                vector: Some(q.clone()),
+                ..NewMemory::new("after the backup")
+            },
+        )
+        .unwrap();
+    let target = t.dir.path().join("restored");
+    agentstore_sqlite::restore(&backup, &target, false).unwrap();
+    let restored = agentstore_sqlite::open(&agentstore_sqlite::OpenOptions::new(&target)).unwrap();
+    assert_eq!(
+        ids(&vsearch(&restored, &t, &q, 10, SearchFilter::default())),
+        want
+    );
+    assert!(restored.verify().unwrap().ok());
+}
