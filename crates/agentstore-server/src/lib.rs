@@ -139,7 +139,12 @@ impl Server {
         let (v1, openapi) = routes::api().finish();
         let ready = Arc::new(AtomicBool::new(true));
         let metrics = Arc::new(metrics::Metrics::new());
-        let shared = Arc::new(shared::Shared::new(opts, metrics.clone()));
+        let flush_store = store.clone();
+        let shared = Arc::new(shared::Shared::new(
+            opts,
+            metrics.clone(),
+            Box::new(move || flush_store.clear_embedding_cache()),
+        ));
         let state = AppState {
             store: store.clone(),
             shared: shared.clone(),
@@ -216,7 +221,7 @@ impl Server {
         });
         let sweeper = self
             .sweep_interval
-            .map(|every| tokio::spawn(sweep_every(self.store.clone(), every)));
+            .map(|every| tokio::spawn(sweep_every(self.store.clone(), self.shared.clone(), every)));
         let shared_tasks = self.shared.start();
         let ready = self.ready.clone();
         let mcp_cancel = self.mcp_cancel.clone();
@@ -241,7 +246,7 @@ impl Server {
 /// The retention sweeper: every `every`, the expired records and those past their
 /// tenant's retention rules are removed (`Store::sweep_all`), so a server left running
 /// keeps its promises without a cron job. The first sweep runs one interval after start.
-async fn sweep_every(store: Arc<Store>, every: std::time::Duration) {
+async fn sweep_every(store: Arc<Store>, shared: Arc<shared::Shared>, every: std::time::Duration) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -259,6 +264,7 @@ async fn sweep_every(store: Arc<Store>, every: std::time::Duration) {
                     kv = r.kv,
                     "retention sweep"
                 );
+                shared.embeddings_flushed().await;
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),

@@ -49,6 +49,16 @@
 //!   Redis while others can — takes up to [`KEY_TTL_SUBSCRIBED`].
 //! - A lookup that raced a revocation (read the key before, would cache it after) does
 //!   not cache it: each invalidation bumps a generation the insert checks.
+//!
+//! # Embedding caches after an erasure
+//!
+//! Each server caches the vectors of texts it embedded (by text hash). An erasure or a
+//! sweep empties the cache of the server that ran it (`Store::erase_subject`); through
+//! Redis it also asks every other server to empty its own ([`FLUSH_CHANNEL`]), so no
+//! vector of an erased subject's text outlives the erasure in any server's memory. A
+//! server (re)subscribing empties its cache too: requests published while it was cut
+//! off are lost. Vectors are not shared through Redis on purpose: a shared cache would
+//! be one more copy of derived personal data to find and empty on every erasure.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,6 +101,10 @@ pub const KEY_CACHE_CAPACITY: u64 = 10_000;
 
 /// The pub/sub channel of revoked keys; each message is one key id.
 pub const REVOKED_CHANNEL: &str = "agentstore:keys:revoked";
+
+/// The pub/sub channel asking every server to empty its embedding cache (after an
+/// erasure or a sweep through one of them).
+pub const FLUSH_CHANNEL: &str = "agentstore:embeddings:flush";
 
 /// Prefix of the rate-limit buckets' Redis keys (the key id follows).
 const BUCKET_PREFIX: &str = "agentstore:rate:";
@@ -151,6 +165,8 @@ pub(crate) struct Shared {
     rate_per_second: f64,
     burst: u32,
     metrics: Arc<Metrics>,
+    /// Empties this server's embedding cache.
+    flush: Box<dyn Fn() + Send + Sync>,
 }
 
 struct Redis {
@@ -168,7 +184,11 @@ struct Redis {
 }
 
 impl Shared {
-    pub(crate) fn new(opts: &ServerOptions, metrics: Arc<Metrics>) -> Shared {
+    pub(crate) fn new(
+        opts: &ServerOptions,
+        metrics: Arc<Metrics>,
+        flush: Box<dyn Fn() + Send + Sync>,
+    ) -> Shared {
         let redis = opts
             .redis_url
             .as_deref()
@@ -195,6 +215,7 @@ impl Shared {
             rate_per_second: opts.rate_per_second,
             burst: opts.rate_burst.max(1),
             metrics,
+            flush,
         }
     }
 
@@ -324,6 +345,38 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// An erasure or a sweep removed records through this server (whose own cache the
+    /// store has emptied): every other server of the group is asked to empty its
+    /// embedding cache. Never fails; unpublished, a server that was cut off empties its
+    /// cache when it subscribes again, and one that was not keeps vectors it will never
+    /// be asked for by the erased text's owner again (logged).
+    pub(crate) async fn embeddings_flushed(&self) {
+        let Some(r) = &self.redis else {
+            return;
+        };
+        let published = r
+            .call(
+                &self.metrics,
+                "publish cache flush",
+                move |mut c| async move {
+                    redis::cmd("PUBLISH")
+                        .arg(FLUSH_CHANNEL)
+                        .arg("erased")
+                        .query_async::<i64>(&mut c)
+                        .await
+                },
+            )
+            .await;
+        if published.is_none() {
+            self.metrics.redis_fallbacks.inc();
+            tracing::warn!(
+                "embedding-cache flush not published (Redis down): other servers keep their cached vectors until they reconnect"
+            );
+        }
+    }
+}
+
 impl Redis {
     fn is_up(&self) -> bool {
         self.up.load(Ordering::SeqCst)
@@ -421,7 +474,7 @@ async fn subscribe(shared: Arc<Shared>) {
         }
         let opened = tokio::time::timeout(CONNECT_TIMEOUT, async {
             let mut ps = r.client.get_async_pubsub().await?;
-            ps.subscribe(REVOKED_CHANNEL).await?;
+            ps.subscribe(&[REVOKED_CHANNEL, FLUSH_CHANNEL]).await?;
             Ok::<_, redis::RedisError>(ps)
         })
         .await;
@@ -442,10 +495,13 @@ async fn subscribe(shared: Arc<Shared>) {
         // began: they must not get the long life.
         r.subscribed.store(true, Ordering::SeqCst);
         keys.clear();
+        // Flush requests published while unsubscribed were missed.
+        (shared.flush)();
         let mut messages = ps.into_on_message();
         let ended = loop {
             tokio::select! {
                 msg = messages.next() => match msg {
+                    Some(msg) if msg.get_channel_name() == FLUSH_CHANNEL => (shared.flush)(),
                     Some(msg) => match msg.get_payload::<String>() {
                         Ok(id) => keys.invalidate_id(&id),
                         // Not a key id (someone else's message): forget everything

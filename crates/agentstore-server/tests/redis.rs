@@ -335,3 +335,84 @@ fn no_request_fails_while_redis_dies_and_returns() {
         .expect("Redis never answered every request of a round");
     assert_eq!(counted, (3, 5), "the group's bucket, through Redis");
 }
+
+/// all-MiniLM-L6-v2 from `$AGENTSTORE_MODEL_DIR` or `.models/` (scripts/fetch-model.sh),
+/// behind an embedding cache whose handle the test keeps.
+fn cached_minilm() -> Arc<agentstore_embed::Cached<agentstore_embed::BertEmbedder>> {
+    let dir = std::env::var_os("AGENTSTORE_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.models/all-MiniLM-L6-v2")
+        });
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "all-MiniLM-L6-v2 not found in {}: run scripts/fetch-model.sh first",
+        dir.display()
+    );
+    let model = agentstore_embed::BertEmbedder::load(&dir).unwrap();
+    Arc::new(agentstore_embed::Cached::new(model, 1000))
+}
+
+/// An erasure through one server empties the embedding cache of every other server of
+/// the group: no vector of the erased subject's text stays in any server's memory.
+#[test]
+fn an_erasure_through_one_server_empties_every_servers_embedding_cache() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let open = |cache: &Arc<agentstore_embed::Cached<agentstore_embed::BertEmbedder>>| {
+        let store = agentstore_sqlite::open(
+            &agentstore_sqlite::OpenOptions::new(dir.path().join("data")).create(),
+        )
+        .unwrap();
+        Arc::new(store.with_embedder(cache.clone()))
+    };
+    let (cache_a, cache_b) = (cached_minilm(), cached_minilm());
+    let (store_a, store_b) = (open(&cache_a), open(&cache_b));
+    let opts = with_redis(&redis, 0.0, 1);
+    let (a, b) = (server(&store_a, &opts), server(&store_b, &opts));
+    wait_metric(
+        &[&a, &b],
+        "agentstore_redis_up",
+        1.0,
+        Duration::from_secs(10),
+    );
+
+    let key = a.key("t1", &[KeyScope::Read, KeyScope::Write, KeyScope::Admin]);
+    let (status, subject, _) = a.raw(
+        "POST",
+        "/v1/subjects",
+        Some(&key),
+        Some(json!({"external_id": "alice@example.com", "consent": true}).to_string()),
+    );
+    assert_eq!(status, 201, "{subject}");
+    let subject_id = subject["id"].as_str().unwrap().to_owned();
+    // Server B embeds the subject's memory (its text's vector enters B's cache).
+    let (status, body, _) = b.raw(
+        "POST",
+        "/v1/memories",
+        Some(&key),
+        Some(
+            json!({"content": "Alice is allergic to peanuts.", "subject_id": subject_id})
+                .to_string(),
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(cache_b.stats().entries, 1);
+
+    // The erasure goes through A; B's cache empties without B being asked anything.
+    let (status, body, _) = a.raw(
+        "DELETE",
+        &format!("/v1/subjects/{subject_id}"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache_b.stats().entries > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "server B still caches the erased text's vector"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

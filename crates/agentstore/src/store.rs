@@ -520,6 +520,15 @@ impl Store {
         self.write_one(scope, WriteOp::Audit(draft)).map(|_| ())
     }
 
+    /// Drops every vector the embedding cache holds (nothing without one). The store does
+    /// this itself after an erasure or a sweep that removed records; a server calls it
+    /// when another server of its group erased or swept (their caches are their own).
+    pub fn clear_embedding_cache(&self) {
+        if let Some(e) = &self.embedder {
+            e.clear_cache();
+        }
+    }
+
     /// Erases a subject and its personal data everywhere (GDPR erasure; see
     /// [`WriteOp::EraseSubject`]). The audit log keeps a tombstone with counts only.
     pub fn erase_subject(&self, scope: &Scope, id: &str) -> Result<Erasure> {

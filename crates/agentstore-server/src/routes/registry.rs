@@ -212,9 +212,10 @@ async fn set_consent(
 
 async fn erase_subject(State(st): State<AppState>, c: Caller, P(id): P<String>) -> Reply<Erasure> {
     let scope = c.scope();
-    Ok(axum::Json(
-        st.run(move |s| s.erase_subject(&scope, &id)).await?,
-    ))
+    let erased = st.run(move |s| s.erase_subject(&scope, &id)).await?;
+    // This server's embedding cache is empty now; the group's others are told to follow.
+    st.shared.embeddings_flushed().await;
+    Ok(axum::Json(erased))
 }
 
 async fn export_subject(
