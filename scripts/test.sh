@@ -34,6 +34,9 @@ AGENTSTORE_PG_BIN="$(scripts/fetch-postgres.sh)"
 export AGENTSTORE_PG_BIN
 command -v redis-server >/dev/null || { echo "redis-server is needed by the tests (Debian package redis-server)" >&2; exit 1; }
 
+echo "== PostgreSQL beside SQLite smoke run (foundation workloads and search on both backends, a durable throwaway cluster; numbers not meaningful)"
+cargo run --quiet -p agentstore-bench --bin postgres -- --smoke
+
 echo "== tests"
 cargo test --workspace
 

@@ -1,17 +1,21 @@
 //! Infrastructure: the key-value store (versions, TTLs, rate-limit counters, literal
-//! prefixes), fenced locks, and tokens and counters surviving a restart. The sweep of
-//! expired records is tested by the SQLite backend (`sqlite_infra.rs`), which counts the
-//! dependents it removed in the database file.
+//! prefixes), fenced locks, tokens and counters surviving a restart, and the sweep of
+//! expired records with their dependents. The SQLite backend also counts, with SQL on its
+//! database file, the rows that sweep left (`sqlite_infra.rs`, on [`seed_expired`]'s
+//! data).
 
 use std::thread::sleep;
 use std::time::Duration;
 
-use agentstore::backend::{AuditQuery, WriteOp, WriteResult};
+use agentstore::backend::{AuditQuery, EventQuery, SweepReport, WriteOp, WriteResult};
 use agentstore::time::{from_micros, now};
-use agentstore::{Error, Scope, Store, Timestamp};
+use agentstore::{
+    Error, NewCheckpoint, NewEvent, NewMemory, NewPendingWrite, NewSession, Payload, Scope, Store,
+    Timestamp,
+};
 use serde_json::json;
 
-use crate::common::store;
+use crate::common::{TestStore, store};
 
 pub(crate) fn shift(t: Timestamp, ms: i64) -> Timestamp {
     from_micros(t.timestamp_micros() + ms * 1000)
@@ -493,4 +497,245 @@ fn tokens_and_counters_survive_a_restart() {
         "a restarted process never hands out an old token again"
     );
     assert_eq!(reopened.kv_incr(&t.scope, "n", 1, None).unwrap(), 42);
+}
+
+// ------------------------------------------------------------------------- sweep
+
+/// Rows of `entity` in the whole store (every tenant), from `stats`.
+pub(crate) fn rows(store: &Store, entity: &str) -> u64 {
+    store
+        .stats()
+        .unwrap()
+        .entities
+        .into_iter()
+        .find(|e| e.entity == entity)
+        .unwrap_or_else(|| panic!("no entity {entity} in the stats"))
+        .rows
+}
+
+fn session(store: &Store, scope: &Scope, id: &str, parent: Option<&str>, expired: bool) {
+    let mut s = NewSession::new("conversation");
+    s.id = Some(id.into());
+    s.parent_id = parent.map(Into::into);
+    s.expires_at = expired.then(|| shift(now(), -60_000));
+    store.create_session(scope, s).unwrap();
+}
+
+/// Expired and live records of every kind the sweep looks at, in `t1` and (an expired
+/// session and key) in `t2`: session `old` expired with three events, checkpoint `c1`
+/// and a pending write; `live` with one event; an expired tree `tree` > `tree.child` >
+/// `tree.grandchild` (one event); an expired `parent` of a live `parent.child`; an
+/// expired, a fresh and a lasting memory; an expired and a fresh key; a lapsed lock and a
+/// held one. Returns the fresh memory's id and `t2`'s scope.
+pub(crate) fn seed_expired(t: &TestStore) -> (String, Scope) {
+    let s = &t.scope;
+    session(&t.store, s, "old", None, true);
+    t.store
+        .append_events(
+            s,
+            "old",
+            vec![
+                NewEvent::message("user", "1"),
+                NewEvent::message("assistant", "2"),
+                NewEvent::message("user", "3"),
+            ],
+        )
+        .unwrap();
+    t.store
+        .put_checkpoint(
+            s,
+            NewCheckpoint {
+                session_id: "old".into(),
+                checkpoint_ns: String::new(),
+                id: Some("c1".into()),
+                parent_id: None,
+                state: Payload::Json(json!({})),
+                metadata: json!({}),
+            },
+        )
+        .unwrap();
+    t.store
+        .put_pending_writes(
+            s,
+            "old",
+            "",
+            "c1",
+            vec![NewPendingWrite {
+                task_id: "t".into(),
+                idx: 0,
+                channel: "c".into(),
+                value: Payload::Json(json!(1)),
+            }],
+        )
+        .unwrap();
+    session(&t.store, s, "live", None, false);
+    t.store
+        .append_event(s, "live", NewEvent::message("user", "keep"))
+        .unwrap();
+    // An expired tree goes entirely, children first.
+    session(&t.store, s, "tree", None, true);
+    session(&t.store, s, "tree.child", Some("tree"), true);
+    session(&t.store, s, "tree.grandchild", Some("tree.child"), true);
+    t.store
+        .append_event(s, "tree.grandchild", NewEvent::message("user", "g"))
+        .unwrap();
+    // An expired parent of a live child stays until the child is gone.
+    session(&t.store, s, "parent", None, true);
+    session(&t.store, s, "parent.child", Some("parent"), false);
+
+    let mut m = NewMemory::new("stale fact");
+    m.expires_at = Some(shift(now(), -1000));
+    t.store.remember(s, m).unwrap();
+    let mut m = NewMemory::new("fresh fact");
+    m.expires_at = Some(shift(now(), 3_600_000));
+    let fresh = t.store.remember(s, m).unwrap().id().to_owned();
+    t.store.remember(s, NewMemory::new("forever")).unwrap();
+
+    set_expired(&t.store, s, "cache:old", 1000);
+    t.store
+        .kv_set(s, "cache:new", json!(1), Some(3_600_000))
+        .unwrap();
+    let at = now();
+    t.store
+        .write(
+            s,
+            vec![WriteOp::LockAcquire {
+                name: "lapsed".into(),
+                holder: "h".into(),
+                expires_at: shift(at, -1),
+                at: shift(at, -1000),
+            }],
+        )
+        .unwrap();
+    t.store.lock_acquire(s, "held", "h", 3_600_000).unwrap();
+
+    // The other tenant's expired records are not this sweep's business.
+    let other = t.other_tenant();
+    session(&t.store, &other, "old", None, true);
+    set_expired(&t.store, &other, "cache:old", 1000);
+    (fresh, other)
+}
+
+/// The report of the first sweep of [`seed_expired`]'s data in `t1`.
+pub(crate) fn first_sweep() -> SweepReport {
+    SweepReport {
+        sessions: 4,
+        events: 4,
+        memories: 1,
+        kv: 1,
+        locks: 1,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn sweep_removes_expired_records_with_their_dependents() {
+    let t = store();
+    let s = &t.scope;
+    let (fresh, other) = seed_expired(&t);
+
+    let report = t.store.sweep_expired(s).unwrap();
+    assert_eq!(report, first_sweep());
+    for gone in ["old", "tree", "tree.child", "tree.grandchild"] {
+        assert_eq!(
+            t.store.get_session(s, gone).unwrap_err().code(),
+            "not_found"
+        );
+    }
+    for kept in ["live", "parent", "parent.child"] {
+        t.store.get_session(s, kept).unwrap();
+    }
+    assert_eq!(
+        t.store
+            .list_events(
+                s,
+                EventQuery {
+                    session_id: "old".into(),
+                    ..Default::default()
+                }
+            )
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+    // The dependents went with their sessions: of every event only `live`'s is left, and
+    // no checkpoint or pending write (`t2` has none of these).
+    assert_eq!(rows(&t.store, "events"), 1);
+    let live = t
+        .store
+        .list_events(
+            s,
+            EventQuery {
+                session_id: "live".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(live.items.len(), 1);
+    assert_eq!(rows(&t.store, "checkpoints"), 0);
+    assert_eq!(rows(&t.store, "checkpoint_writes"), 0);
+    assert_eq!(
+        t.store
+            .get_checkpoint(s, "old", "", Some("c1"))
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+    // The fresh and the lasting memory stay (`t2` has none).
+    assert_eq!(rows(&t.store, "memories"), 2);
+    t.store.get_memory(s, &fresh).unwrap();
+    // `t1`'s fresh key and `t2`'s expired one stay.
+    assert_eq!(rows(&t.store, "kv_entries"), 2);
+    assert!(t.store.kv_get(s, "cache:new").unwrap().is_some());
+    let lapsed = t.store.get_lock(s, "lapsed").unwrap().unwrap();
+    assert_eq!(
+        (lapsed.holder, lapsed.token),
+        (None, 1),
+        "released, row kept"
+    );
+    assert!(
+        t.store
+            .get_lock(s, "held")
+            .unwrap()
+            .unwrap()
+            .holder
+            .is_some()
+    );
+    t.store.get_session(&other, "old").unwrap();
+
+    // One audit entry with the counts; a sweep that finds nothing writes none.
+    assert_eq!(audit_count(&t.store, "t1", "retention.sweep"), 1);
+    assert_eq!(t.store.sweep_expired(s).unwrap(), SweepReport::default());
+    assert_eq!(audit_count(&t.store, "t1", "retention.sweep"), 1);
+    let entry = t
+        .store
+        .list_audit(AuditQuery {
+            tenant_id: Some("t1".into()),
+            action: Some("retention.sweep".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap()
+        .items
+        .remove(0);
+    let v = entry.new_values.unwrap();
+    assert_eq!(
+        (v["sessions"].clone(), v["events"].clone()),
+        (json!(4), json!(4))
+    );
+
+    // Once the live child is deleted, its expired parent goes with the next sweep.
+    t.store.delete_session(s, "parent.child").unwrap();
+    assert_eq!(t.store.sweep_expired(s).unwrap().sessions, 1);
+
+    let theirs = t.store.sweep_expired(&other).unwrap();
+    assert_eq!((theirs.sessions, theirs.kv), (1, 1));
+    assert_eq!(rows(&t.store, "kv_entries"), 1);
+    assert_eq!(
+        t.store
+            .sweep_expired(&Scope::new("nosuch", "test"))
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
 }

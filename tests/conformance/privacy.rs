@@ -1,16 +1,19 @@
-//! Privacy: COPPA's parental-consent gate on personal data; GDPR export and erasure of a
-//! subject. What an erasure or a retention sweep leaves in the bytes of the data directory,
-//! and the gate against records changed behind the store's back, are tested by the SQLite
-//! backend (`sqlite_privacy.rs`) with the helpers here.
+//! Privacy: COPPA's parental-consent gate on personal data, also for a session that
+//! existed before the gate; GDPR export and erasure of a subject; retention rules sweeping
+//! the records that outlived them. What an erasure or a retention sweep leaves in the
+//! bytes of the data directory, and the gate against records changed behind the store's
+//! back, are tested by the SQLite backend (`sqlite_privacy.rs`) with the helpers here.
 
-use agentstore::backend::{AuditQuery, SessionQuery};
+use agentstore::backend::{AuditQuery, MetricQuery, Record, RetentionEntity, SessionQuery};
+use agentstore::time::{from_micros, now, to_micros};
 use agentstore::{
-    NewCheckpoint, NewDocument, NewEvent, NewMemory, NewSession, NewSubject, NewUsage, Payload,
-    SearchRequest,
+    Document, Memory, NewCheckpoint, NewDocument, NewEvent, NewMemory, NewMetricPoint, NewSession,
+    NewSubject, NewUsage, Payload, SearchRequest, Session, Timestamp, WriteOp,
 };
 use serde_json::json;
 
 use crate::common::{TestStore, store};
+use crate::infra::rows;
 
 pub(crate) fn checkpoint(session: &str) -> NewCheckpoint {
     NewCheckpoint {
@@ -90,6 +93,60 @@ fn under_13_needs_parental_consent_before_personal_data() {
             && e.new_values.as_ref().unwrap()["parental_consent_by"] == "parent:alice"),
         "the consent is audited with who recorded it"
     );
+}
+
+/// Events and checkpoints of a session that belongs to a gated subject are refused too:
+/// the session existed before the gate (here it is imported, as from an export of an older
+/// version, which the gate does not stop: the record is history, not new personal data).
+#[test]
+fn events_of_a_gated_subjects_session_are_refused() {
+    let t = store();
+    let kid = child(&t);
+    let template = t
+        .store
+        .create_session(&t.scope, NewSession::new("chat"))
+        .unwrap();
+    let gated = Session {
+        id: "imported".into(),
+        subject_id: Some(kid.clone()),
+        ..template
+    };
+    let line = serde_json::to_string(&Record::Session(gated)).unwrap() + "\n";
+    t.store
+        .import_jsonl(&t.scope, &mut line.as_bytes(), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        t.store
+            .get_session(&t.scope, "imported")
+            .unwrap()
+            .subject_id
+            .as_deref(),
+        Some(kid.as_str())
+    );
+    let e = t
+        .store
+        .append_event(&t.scope, "imported", NewEvent::message("user", "hi"))
+        .unwrap_err();
+    assert_eq!(e.code(), "consent_required", "{e}");
+    assert!(e.to_string().contains(&kid), "{e}");
+    let e = t
+        .store
+        .put_checkpoint(&t.scope, checkpoint("imported"))
+        .unwrap_err();
+    assert_eq!(e.code(), "consent_required", "{e}");
+    assert_eq!(rows(&t.store, "events"), 0, "a refused event was stored");
+    assert_eq!(rows(&t.store, "checkpoints"), 0);
+
+    // A parent's consent lifts the gate for the same session.
+    t.store
+        .set_consent(&t.scope, &kid, true, Some("parent:bob"))
+        .unwrap();
+    t.store
+        .append_event(&t.scope, "imported", NewEvent::message("user", "hi"))
+        .unwrap();
+    t.store
+        .put_checkpoint(&t.scope, checkpoint("imported"))
+        .unwrap();
 }
 
 pub(crate) fn adult(t: &TestStore, external: &str) -> String {
@@ -362,4 +419,286 @@ fn export_then_erase_a_subject() {
     assert!(!serde_json::to_string(tomb).unwrap().contains("xylophonic"));
     let report = t.store.verify().unwrap();
     assert!(report.ok(), "{report:?}");
+}
+
+// ------------------------------------------------------------------------- retention
+
+fn days_before(at: Timestamp, days: i64) -> Timestamp {
+    from_micros(to_micros(&at) - days * 86_400_000_000)
+}
+
+/// Makes memory `id` `days` older: read through the engine, then deleted and written
+/// back with its times moved, in one transaction of raw ops (the engine's way to write a
+/// record with explicit times).
+pub(crate) fn age_memory(t: &TestStore, id: &str, days: i64) {
+    let m = t.store.get_memory(&t.scope, id).unwrap();
+    let m = Memory {
+        valid_from: days_before(m.valid_from, days),
+        created_at: days_before(m.created_at, days),
+        updated_at: days_before(m.updated_at, days),
+        ..m
+    };
+    t.store
+        .write(
+            &t.scope,
+            vec![
+                WriteOp::Forget { id: id.into() },
+                WriteOp::Remember {
+                    memory: m,
+                    vector: None,
+                },
+            ],
+        )
+        .unwrap();
+}
+
+/// Makes session `id` last changed `days` earlier than it was: an update that changes
+/// nothing but carries that time.
+pub(crate) fn age_session(t: &TestStore, id: &str, days: i64) {
+    let s = t.store.get_session(&t.scope, id).unwrap();
+    t.store
+        .write(
+            &t.scope,
+            vec![WriteOp::UpdateSession {
+                id: id.into(),
+                update: Default::default(),
+                at: days_before(s.updated_at, days),
+            }],
+        )
+        .unwrap();
+}
+
+/// Makes document `id` `days` older, as [`age_memory`] does: deleted and written back
+/// with its chunks and its times moved, in one transaction.
+pub(crate) fn age_document(t: &TestStore, id: &str, days: i64) {
+    let d = t.store.get_document(&t.scope, id).unwrap();
+    let chunks = t.store.list_chunks(&t.scope, id).unwrap();
+    let d = Document {
+        created_at: days_before(d.created_at, days),
+        updated_at: days_before(d.updated_at, days),
+        ..d
+    };
+    t.store
+        .write(
+            &t.scope,
+            vec![
+                WriteOp::DeleteDocument { id: id.into() },
+                WriteOp::PutDocument {
+                    document: d,
+                    chunks,
+                    vectors: Vec::new(),
+                },
+            ],
+        )
+        .unwrap();
+}
+
+/// The records of [`seed_retention`], by what the sweep should do with them.
+pub(crate) struct Retained {
+    /// A fact older than the 30 days of facts (goes), with the caller's text.
+    pub(crate) old_fact: String,
+    /// A fact of 29 days (stays).
+    pub(crate) new_fact: String,
+    /// A preference of 100 days, under the 400 days of every memory (stays).
+    pub(crate) old_pref: String,
+    /// A preference of 401 days (goes).
+    pub(crate) ancient_pref: String,
+    /// A preference of 6 days of a subject who keeps data 5 days (goes).
+    pub(crate) brief: String,
+    /// A session of 8 days (7 for sessions) with one event (goes).
+    pub(crate) old_session: String,
+    /// A new session (stays).
+    pub(crate) new_session: String,
+    /// A note of 11 days (10 for notes) (goes).
+    pub(crate) old_note: String,
+    /// A manual of 11 days, no rule for manuals (stays).
+    pub(crate) old_manual: String,
+}
+
+/// Retention rules per entity and kind, a subject's own retention, and records of every
+/// entity on either side of what applies to them, aged through the engine: usage and
+/// metric points of 91 days (one usage record and one `mem` point stay, one `cpu` point
+/// goes). `old_fact_text` is the old fact's content.
+pub(crate) fn seed_retention(t: &TestStore, old_fact_text: &str) -> Retained {
+    let sc = &t.scope;
+    let set = |e, kind: Option<&str>, days| t.store.set_retention(sc, e, kind, days).unwrap();
+    set(RetentionEntity::Memory, Some("fact"), Some(30));
+    set(RetentionEntity::Memory, None, Some(400));
+    set(RetentionEntity::Session, None, Some(7));
+    set(RetentionEntity::Document, Some("note"), Some(10));
+    set(RetentionEntity::Usage, None, Some(90));
+    set(RetentionEntity::Metric, Some("cpu"), Some(1));
+
+    let memory = |content: &str, kind: &str, days: i64| {
+        let mut m = NewMemory::new(content);
+        m.kind = kind.into();
+        let id = t.store.remember(sc, m).unwrap().id().to_owned();
+        age_memory(t, &id, days);
+        id
+    };
+    let old_fact = memory(old_fact_text, "fact", 31);
+    let new_fact = memory("a recent fact", "fact", 29);
+    let old_pref = memory("an old preference", "preference", 100);
+    let ancient_pref = memory("an ancient preference", "preference", 401);
+    let old_session = t
+        .store
+        .create_session(sc, NewSession::new("chat"))
+        .unwrap()
+        .id;
+    t.store
+        .append_event(sc, &old_session, NewEvent::message("user", "hello"))
+        .unwrap();
+    age_session(t, &old_session, 8);
+    let new_session = t
+        .store
+        .create_session(sc, NewSession::new("chat"))
+        .unwrap()
+        .id;
+    let doc = |text: &str, doc_type: &str| {
+        let mut d = NewDocument::new(text);
+        d.doc_type = Some(doc_type.into());
+        let id = t.store.put_document(sc, d).unwrap().id().to_owned();
+        age_document(t, &id, 11);
+        id
+    };
+    let old_note = doc("an old note", "note");
+    let old_manual = doc("an old manual", "manual");
+    let long_ago = days_before(now(), 91);
+    t.store
+        .record_usage(sc, vec![usage(None, Some(long_ago)), usage(None, None)])
+        .unwrap();
+    let point = |name: &str| NewMetricPoint {
+        name: name.into(),
+        labels: Default::default(),
+        value: 1.0,
+        at: Some(long_ago),
+    };
+    t.store
+        .record_metrics(sc, vec![point("cpu"), point("mem")])
+        .unwrap();
+    // A subject that keeps its data for 5 days, whatever the tenant's rules.
+    let short = t
+        .store
+        .create_subject(
+            sc,
+            NewSubject {
+                retention_days: Some(5),
+                consent: true,
+                ..NewSubject::new("brief@example.com")
+            },
+        )
+        .unwrap()
+        .id;
+    let mut m = NewMemory::new("a preference of a brief subject");
+    m.kind = "preference".into();
+    m.subject_id = Some(short);
+    let brief = t.store.remember(sc, m).unwrap().id().to_owned();
+    age_memory(t, &brief, 6);
+    Retained {
+        old_fact,
+        new_fact,
+        old_pref,
+        ancient_pref,
+        brief,
+        old_session,
+        new_session,
+        old_note,
+        old_manual,
+    }
+}
+
+/// Rules per entity and kind, and a subject's own retention: the sweep removes exactly
+/// the records older than what applies to them, and is audited; removing a rule keeps
+/// what it would have removed.
+#[test]
+fn retention_rules_sweep_what_outlived_them() {
+    let t = store();
+    let sc = &t.scope;
+    let r = seed_retention(&t, "an old fact");
+    assert_eq!(t.store.list_retention(sc).unwrap().len(), 6);
+    let e = t
+        .store
+        .set_retention(sc, RetentionEntity::Usage, Some("gpt"), Some(1))
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_input");
+    let e = t
+        .store
+        .set_retention(sc, RetentionEntity::Memory, None, Some(0))
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_input");
+    assert_eq!(rows(&t.store, "events"), 1);
+
+    let swept = t.store.sweep_expired(sc).unwrap();
+    assert_eq!(
+        (
+            swept.memories,
+            swept.sessions,
+            swept.events,
+            swept.documents
+        ),
+        (3, 1, 1, 1),
+        "{swept:?}"
+    );
+    assert_eq!((swept.usage, swept.metric_points), (1, 1), "{swept:?}");
+    for (id, gone) in [
+        (&r.old_fact, true),
+        (&r.new_fact, false),
+        (&r.old_pref, false),
+        (&r.ancient_pref, true),
+        (&r.brief, true),
+    ] {
+        assert_eq!(
+            t.store.get_memory(sc, id).is_err(),
+            gone,
+            "memory {id} gone: expected {gone}"
+        );
+    }
+    assert!(t.store.get_session(sc, &r.old_session).is_err());
+    assert!(t.store.get_session(sc, &r.new_session).is_ok());
+    assert_eq!(rows(&t.store, "events"), 0);
+    assert!(t.store.get_document(sc, &r.old_note).is_err());
+    assert!(t.store.get_document(sc, &r.old_manual).is_ok());
+    assert_eq!(rows(&t.store, "usage_records"), 1);
+    let points = |name: &str| {
+        t.store
+            .metric_range(
+                sc,
+                &MetricQuery {
+                    name: name.into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .len()
+    };
+    assert_eq!((points("cpu"), points("mem")), (0, 1));
+    assert_eq!(rows(&t.store, "metric_points"), 1);
+    let audit = t
+        .store
+        .list_audit(AuditQuery {
+            action: Some("retention.sweep".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let sweep = &audit.items[0].new_values.as_ref().unwrap();
+    assert_eq!(
+        (&sweep["memories"], &sweep["sessions"], &sweep["documents"]),
+        (&json!(3), &json!(1), &json!(1))
+    );
+    assert_eq!(
+        (&sweep["usage"], &sweep["metric_points"]),
+        (&json!(1), &json!(1))
+    );
+
+    // Removing a rule keeps what it would have removed.
+    let rules = t
+        .store
+        .set_retention(sc, RetentionEntity::Memory, Some("fact"), None)
+        .unwrap();
+    assert_eq!(rules.len(), 5);
+    age_memory(&t, &r.new_fact, 100);
+    t.store.sweep_expired(sc).unwrap();
+    assert!(t.store.get_memory(sc, &r.new_fact).is_ok());
+    assert_eq!(t.store.list_retention(sc).unwrap(), rules);
 }

@@ -1,6 +1,7 @@
 //! Sessions and events: the lifecycle, events in order with pages, updates, agent
-//! statistics and tenant isolation. Bad input changing nothing, down to the database's
-//! append-only triggers, is tested by the SQLite backend (`sqlite_sessions.rs`).
+//! statistics, tenant isolation, and bad input changing nothing. That the database itself
+//! refuses changes to events and the audit log (append-only triggers) is tested by the
+//! SQLite backend with raw SQL (`sqlite_sessions.rs`).
 
 use agentstore::backend::{EventQuery, SessionQuery};
 use agentstore::{NewAgent, NewEvent, NewSession, SessionUpdate};
@@ -106,4 +107,54 @@ fn session_lifecycle_and_events_in_order() {
             .items
             .is_empty()
     );
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let t = store();
+    let s = t
+        .store
+        .create_session(&t.scope, NewSession::new("task"))
+        .unwrap();
+    let huge = "x".repeat(t.store.limits().max_content_bytes + 1);
+    let err = t
+        .store
+        .append_events(
+            &t.scope,
+            &s.id,
+            vec![
+                NewEvent::message("user", "ok"),
+                NewEvent::message("user", huge),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "too_large");
+    let mut bad = NewSession::new("task");
+    bad.agent_id = Some("nope".into());
+    assert_eq!(
+        t.store.create_session(&t.scope, bad).unwrap_err().code(),
+        "not_found"
+    );
+    let mut bad = NewSession::new("task");
+    bad.id = Some("has space".into());
+    assert_eq!(
+        t.store.create_session(&t.scope, bad).unwrap_err().code(),
+        "invalid_input"
+    );
+    let page = t
+        .store
+        .list_events(
+            &t.scope,
+            EventQuery {
+                session_id: s.id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(page.items.is_empty());
+    let sessions = t
+        .store
+        .list_sessions(&t.scope, SessionQuery::default())
+        .unwrap();
+    assert_eq!(sessions.items.len(), 1, "a refused session was stored");
 }

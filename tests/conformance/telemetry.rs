@@ -1,12 +1,12 @@
 //! Telemetry: usage records aggregated per model, agent and time bucket; metric points by
 //! range, downsampled and as a leaderboard; labels matched literally; bad input and tenant
 //! isolation. The canonical spelling of stored labels is checked by the SQLite backend
-//! (`sqlite_telemetry.rs`) in its database file, with the seed and queries here.
+//! (`sqlite_telemetry.rs`) in its database file, with the seed here.
 
 use std::collections::BTreeMap;
 
 use agentstore::backend::{AuditQuery, MetricQuery, UsageQuery};
-use agentstore::store::UsageAggregate;
+use agentstore::store::{MetricBucket, UsageAggregate};
 use agentstore::time::from_micros;
 use agentstore::{
     Error, NewAgent, NewMetricPoint, NewSession, NewUsage, Store, Timestamp, UsageGroup,
@@ -17,9 +17,9 @@ use crate::common::store;
 
 /// An hour boundary (1,699,999,200 s = 472,222 h), so hourly and minutely buckets start
 /// exactly here.
-pub(crate) const T0_SECS: i64 = 1_699_999_200;
+const T0_SECS: i64 = 1_699_999_200;
 
-pub(crate) fn at(secs: i64) -> Timestamp {
+fn at(secs: i64) -> Timestamp {
     from_micros((T0_SECS + secs) * 1_000_000)
 }
 
@@ -273,7 +273,7 @@ fn usage_refuses_unknown_references_and_duplicates() {
     assert_eq!(totals[0].calls, 1);
 }
 
-pub(crate) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -311,13 +311,107 @@ pub(crate) fn seed_metrics(store: &Store, scope: &agentstore::Scope) {
     assert_eq!(n, 8);
 }
 
-pub(crate) fn query(l: &[(&str, &str)], from: Option<i64>, to: Option<i64>) -> MetricQuery {
+fn query(l: &[(&str, &str)], from: Option<i64>, to: Option<i64>) -> MetricQuery {
     MetricQuery {
         name: "fitness".into(),
         labels: labels(l),
         from: from.map(at),
         to: to.map(at),
     }
+}
+
+#[test]
+fn metric_range_downsample_and_leaderboard() {
+    let t = store();
+    seed_metrics(&t.store, &t.scope);
+    let values = |q: &MetricQuery| -> Vec<(i64, f64)> {
+        t.store
+            .metric_range(&t.scope, q)
+            .unwrap()
+            .iter()
+            .map(|p| (p.at.timestamp() - T0_SECS, p.value))
+            .collect()
+    };
+    assert_eq!(
+        values(&query(&[("env", "prod")], None, None)),
+        [(0, 1.0), (10, 2.0), (30, 3.0), (40, 8.0), (70, 5.0)]
+    );
+    assert_eq!(
+        values(&query(&[], Some(10), Some(70))),
+        [(10, 2.0), (20, 10.0), (30, 3.0), (40, 8.0)],
+        "from is inclusive, to exclusive"
+    );
+    assert_eq!(
+        values(&query(&[("agent", "c"), ("env", "dev")], None, None)),
+        [(20, 10.0), (80, 4.0)]
+    );
+    assert!(values(&query(&[("agent", "c"), ("env", "prod")], None, None)).is_empty());
+    assert!(values(&query(&[("region", "eu")], None, None)).is_empty());
+
+    let buckets = t
+        .store
+        .metric_downsample(&t.scope, &query(&[], None, None), 60)
+        .unwrap();
+    assert_eq!(
+        buckets,
+        vec![
+            MetricBucket {
+                start: at(0),
+                count: 5,
+                avg: 4.8,
+                min: 1.0,
+                max: 10.0,
+                sum: 24.0,
+            },
+            MetricBucket {
+                start: at(60),
+                count: 2,
+                avg: 4.5,
+                min: 4.0,
+                max: 5.0,
+                sum: 9.0,
+            },
+        ]
+    );
+
+    let top = t
+        .store
+        .metric_top_k(&t.scope, &query(&[], None, None), 2)
+        .unwrap();
+    let board: Vec<(&str, f64, i64)> = top
+        .iter()
+        .map(|s| {
+            (
+                s.labels["agent"].as_str(),
+                s.value,
+                s.at.timestamp() - T0_SECS,
+            )
+        })
+        .collect();
+    assert_eq!(board, [("b", 8.0, 40), ("a", 5.0, 70)]);
+    let dev = t
+        .store
+        .metric_top_k(&t.scope, &query(&[("env", "dev")], None, None), 10)
+        .unwrap();
+    assert_eq!(dev.len(), 1);
+    assert_eq!(
+        (dev[0].value, dev[0].labels.clone()),
+        (4.0, labels(&[("agent", "c"), ("env", "dev")]))
+    );
+    // Labels come back as a set, whatever the order they were given in.
+    let b = t
+        .store
+        .metric_range(&t.scope, &query(&[("agent", "b")], None, None))
+        .unwrap();
+    assert!(
+        b.iter()
+            .all(|p| p.labels == labels(&[("agent", "b"), ("env", "prod")]))
+    );
+
+    // One audit entry for the batch.
+    let entries = audit_entries(&t.store, "t1", "metric.record");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].new_values.as_ref().unwrap()["count"], json!(8));
 }
 
 #[test]

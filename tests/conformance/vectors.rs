@@ -1,9 +1,9 @@
 //! Vectors: caller-supplied vectors on memories, events and (through `PutVectors`)
 //! chunks; vector and hybrid search against brute force, with and without filters; the
 //! index following deletes, supersedes and reopening; tenant isolation; bad vectors
-//! changing nothing; MMR. The SQLite backend's own vector index (`sqlite_vectors.rs`:
-//! recall of the HNSW graph path, int8 traversal, snapshots, backup and restore) is
-//! tested with the data and helpers here.
+//! changing nothing; MMR; recall of the approximate path over a large tenant. The SQLite
+//! backend's own vector index (`sqlite_vectors.rs`: int8 traversal, snapshots, backup and
+//! restore) is tested with the data and helpers here.
 
 use std::collections::BTreeSet;
 
@@ -113,6 +113,86 @@ pub(crate) fn vsearch(
 
 pub(crate) fn ids(hits: &[SearchHit]) -> Vec<String> {
     hits.iter().map(|h| h.id.clone()).collect()
+}
+
+/// The share of `want` found in `got`.
+pub(crate) fn recall(got: &[String], want: &[String]) -> f64 {
+    let w: BTreeSet<&String> = want.iter().collect();
+    got.iter().filter(|g| w.contains(g)).count() as f64 / want.len().max(1) as f64
+}
+
+/// Vectors of [`graph_search_keeps_recall_with_and_without_filters`]: `n` stored (more
+/// than a backend compares exactly, so unfiltered and broad filters go through its
+/// approximate index) and 40 queries from the same clusters, as real queries are near
+/// some stored text.
+pub(crate) fn large_tenant() -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let n = 21_000;
+    let mut vs = vectors(n + 40, 11);
+    let queries = vs.split_off(n);
+    (vs, queries)
+}
+
+#[test]
+fn graph_search_keeps_recall_with_and_without_filters() {
+    // Unfiltered and broad filters go through the approximate index, a 1% filter
+    // (and, where few enough match, 10%) through the exact path.
+    let t = store();
+    let (vs, queries) = large_tenant();
+    load(&t, &vs);
+    type Case = (&'static str, SearchFilter, fn(usize) -> bool);
+    let cases: Vec<Case> = vec![
+        ("none", SearchFilter::default(), |_| true),
+        (
+            "half",
+            SearchFilter {
+                metadata: vec![MetadataCondition::new("half", MetadataOp::Eq, 1)],
+                ..Default::default()
+            },
+            |i| i % 2 == 1,
+        ),
+        (
+            "one percent",
+            SearchFilter {
+                metadata: vec![MetadataCondition::new("bucket", MetadataOp::Eq, 42)],
+                ..Default::default()
+            },
+            |i| i % 100 == 42,
+        ),
+        (
+            "ten percent",
+            SearchFilter {
+                kinds: vec!["k5".into()],
+                ..Default::default()
+            },
+            |i| i % 10 == 5,
+        ),
+    ];
+    for (name, filter, allowed) in cases {
+        let mut total = 0.0;
+        for q in &queries {
+            let got = ids(&vsearch(&t.store, &t, q, 10, filter.clone()));
+            let want = brute(&vs, q, 10, allowed);
+            assert_eq!(got.len(), 10, "{name}");
+            total += recall(&got, &want);
+        }
+        let r = total / queries.len() as f64;
+        assert!(r >= 0.95, "{name}: recall@10 {r}");
+    }
+    // The exact flag answers exactly even on the graph path.
+    for q in queries.iter().take(5) {
+        let hits = t
+            .store
+            .search(
+                &t.scope,
+                SearchRequest {
+                    exact: true,
+                    limit: 10,
+                    ..SearchRequest::vector(q.clone())
+                },
+            )
+            .unwrap();
+        assert_eq!(ids(&hits), brute(&vs, q, 10, |_| true));
+    }
 }
 
 #[test]

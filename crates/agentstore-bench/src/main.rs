@@ -9,10 +9,10 @@
 
 mod bare;
 mod provenance;
+mod report;
 mod workloads;
 
 use std::fmt::Write as _;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -22,10 +22,9 @@ use anyhow::{Context, Result, bail};
 use provenance::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use workloads::Measure;
+use report::{cell_text, num, thousands};
+use workloads::{Cell, READ_THREADS, SEED, Sizes, measure, median};
 
-/// Seed of every random choice (keys, ids to read), so reruns do the same work.
-const SEED: u64 = 20_240_601;
 /// Quoted by reference 002: "Content storage: 500-1000 ops/sec", "Content retrieval:
 /// 2000-5000 ops/sec". The multiples are against the top of each range.
 const REFERENCE_WRITES: f64 = 1_000.0;
@@ -46,107 +45,6 @@ const USAGE: &str = "usage: agentstore-bench [--smoke] [--scale N] [--repeat N] 
                   file system decides what an fsync costs
   --encrypted     field encryption on, every record a subject's (sealed text); the
                   report defaults to bench/results/foundation-encrypted.md";
-
-/// How much work each workload does.
-#[derive(Clone, Debug)]
-pub struct Sizes {
-    /// Single-event appends (one transaction each).
-    pub single: usize,
-    /// Batches of 1,000 events.
-    pub batched: usize,
-    /// Single memory upserts.
-    pub memory_single: usize,
-    /// Batches of 100 memory upserts.
-    pub memory_batched: usize,
-    /// Events in the store point reads draw from.
-    pub read_pool: usize,
-    /// Point reads.
-    pub reads: usize,
-    /// Events in the listed session.
-    pub list_session: usize,
-    /// Passes over the listed session.
-    pub list_passes: usize,
-    /// Minimum database size for the backup.
-    pub backup_bytes: u64,
-    /// Content bytes of each event in the backup store.
-    pub backup_event_bytes: usize,
-    /// Time after which a workload stops early and reports what it did.
-    pub cap: Duration,
-    /// Field encryption on, every record belonging to a subject (`--encrypted`).
-    pub encrypted: bool,
-}
-
-impl Sizes {
-    fn full(scale: f64) -> Sizes {
-        let n = |x: usize| ((x as f64 * scale).round() as usize).max(1);
-        Sizes {
-            single: n(20_000),
-            batched: n(500),
-            memory_single: n(10_000),
-            memory_batched: n(500),
-            read_pool: n(100_000),
-            reads: n(500_000),
-            list_session: 10_000,
-            list_passes: n(100),
-            backup_bytes: (256.0 * scale * (1u64 << 20) as f64) as u64,
-            backup_event_bytes: 1_000,
-            cap: Duration::from_secs_f64(10.0 * scale),
-            encrypted: false,
-        }
-    }
-
-    fn smoke() -> Sizes {
-        Sizes {
-            single: 20,
-            batched: 3,
-            memory_single: 20,
-            memory_batched: 3,
-            read_pool: 2_000,
-            reads: 2_000,
-            list_session: 2_000,
-            list_passes: 2,
-            backup_bytes: 2 << 20,
-            backup_event_bytes: 1_000,
-            cap: Duration::from_secs(2),
-            encrypted: false,
-        }
-    }
-}
-
-/// One side's result in one row.
-#[derive(Clone, Debug)]
-pub struct Cell {
-    /// Operations per second, or seconds per GB for the backup.
-    value: f64,
-    /// Extra detail shown beside the value.
-    note: Option<String>,
-}
-
-impl Cell {
-    /// Operations per second.
-    pub fn rate(m: Measure) -> Cell {
-        Cell {
-            value: m.rate(),
-            note: None,
-        }
-    }
-
-    /// Events per second, with the time per page of `pages`.
-    pub fn listing(m: Measure, pages: u64) -> Cell {
-        Cell {
-            value: m.rate(),
-            note: Some(format!("{:.3} ms/page", m.secs * 1e3 / pages.max(1) as f64)),
-        }
-    }
-
-    /// Seconds per GB (10^9 bytes) for a backup of `bytes` that took `secs`.
-    pub fn backup(secs: f64, bytes: u64) -> Cell {
-        Cell {
-            value: secs / (bytes.max(1) as f64 / 1e9),
-            note: Some(format!("{} MB in {secs:.2} s", bytes / 1_000_000)),
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -254,37 +152,6 @@ fn parse_args() -> Result<Option<Args>> {
     Ok(Some(a))
 }
 
-/// Runs one side of one workload in a fresh directory (removed afterwards), turning an
-/// error or a panic into the message shown in its cell.
-fn measure(
-    root: &Path,
-    label: &str,
-    f: &mut impl FnMut(&Path) -> Result<Cell>,
-) -> Result<Cell, String> {
-    eprint!("  {label} ... ");
-    let started = Instant::now();
-    let out = tempfile::Builder::new()
-        .prefix("agentstore-bench-")
-        .tempdir_in(root)
-        .map_err(|e| format!("temp dir in {}: {e}", root.display()))
-        .and_then(
-            |dir| match catch_unwind(AssertUnwindSafe(|| f(dir.path()))) {
-                Ok(Ok(c)) => Ok(c),
-                Ok(Err(e)) => Err(format!("{e:#}")),
-                Err(p) => Err(p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .map_or_else(|| "panic".into(), |m| format!("panic: {m}"))),
-            },
-        );
-    match &out {
-        Ok(_) => eprintln!("{:.1} s", started.elapsed().as_secs_f64()),
-        Err(e) => eprintln!("failed: {e}"),
-    }
-    out
-}
-
 /// Where and how often each side of a row runs.
 struct Runner<'a> {
     root: &'a Path,
@@ -319,15 +186,6 @@ impl Runner<'_> {
         (o.map(median), b.map(median))
     }
 }
-
-fn median(mut cells: Vec<Cell>) -> Cell {
-    cells.sort_by(|a, b| a.value.total_cmp(&b.value));
-    cells.swap_remove(cells.len() / 2)
-}
-
-/// Threads of the multi-threaded point-read row: the benchmark machine has 2 cores, and
-/// more threads than cores would measure the scheduler rather than the store.
-const READ_THREADS: usize = 2;
 
 /// Runs every workload whose name contains `only` (all without it). Returns the rows and
 /// the names of the workloads left out.
@@ -494,49 +352,6 @@ fn run(sizes: &Sizes, runner: &Runner<'_>, only: Option<&str>) -> (Vec<Row>, Vec
         });
     }
     (rows, skipped)
-}
-
-/// An integer with thousands separators.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Thousands separators for rates, a few significant digits for small values.
-fn num(v: f64) -> String {
-    if !v.is_finite() {
-        "—".into()
-    } else if v >= 100.0 {
-        thousands(v.round() as u64)
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-fn cell_text(c: &Result<Cell, String>, unit: &str) -> String {
-    match c {
-        Ok(c) => {
-            let mut s = format!("{} {unit}", num(c.value));
-            if let Some(n) = &c.note {
-                let _ = write!(s, " ({n})");
-            }
-            s
-        }
-        Err(e) => {
-            let first = e.lines().next().unwrap_or("");
-            let short: String = first.chars().take(90).collect();
-            format!("n/a (error: {})", short.replace('|', "/"))
-        }
-    }
 }
 
 fn table(rows: &[Row]) -> String {

@@ -60,7 +60,14 @@ pub(crate) fn db_err(e: postgres::Error) -> Error {
         {
             return Error::Busy;
         }
-    } else if e.is_closed() {
+    } else if e.is_closed() || is_io(&e) {
+        // A connection is lost in one of two ways: closed (the server's end shut in
+        // order), or an I/O error on the socket (reset, broken pipe: a server stopped or
+        // killed under a query, a network cut). Both are the lost connection of the doc
+        // above. The second used to come out as a database error ("error communicating
+        // with the server"), which the HTTP server answers as its own fault (500) instead
+        // of 503 with Retry-After, though a retry on a new connection is what works
+        // (tests/postgres.rs resets a connection mid-transaction).
         return Error::Busy;
     }
     // The client's own Display of a server error is only "db error": keep the server's
@@ -74,6 +81,12 @@ pub(crate) fn db_err(e: postgres::Error) -> Error {
         return Error::Database(m.into());
     }
     Error::Database(Box::new(e))
+}
+
+/// Whether the client failed reading or writing its socket (its error kind `Io`, whose
+/// source is the I/O error).
+fn is_io(e: &postgres::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
 
 /// `?` adapter for postgres results.

@@ -527,10 +527,13 @@ impl Ask<'_> {
         self.exact(c, target, &from, &f, importance)
     }
 
-    /// At most [`EXACT_MAX`] + 1 matching vectors, counted, and when that is at most
-    /// [`EXACT_MAX`] (so they are all of them) compared: the count and, then, the best
-    /// `q.limit`. One scan answers a selective filter; past the cap no distance is
-    /// computed (nor a vector read).
+    /// How many vectors match, counted up to [`EXACT_MAX`] + 1, and when that is at most
+    /// [`EXACT_MAX`] (so they are all of them) the best `q.limit` of them, compared
+    /// exactly. The count reads no vector: counting inside a LIMITed subquery that
+    /// selects a constant lets PostgreSQL stop at the cap and skip the embeddings. (A
+    /// window `COUNT(*) OVER ()` beside the embeddings, which this replaced, counted
+    /// every match before the LIMIT and spilled their vectors to temporary files: 193 ms
+    /// per query at 50,000 chunks, against 6 ms for the HNSW scan itself.)
     fn capped(
         &self,
         c: &mut impl GenericClient,
@@ -539,42 +542,17 @@ impl Ask<'_> {
         f: &Filter,
         importance: &str,
     ) -> Result<(usize, Vec<Candidate>)> {
-        let d = format!(
-            "(x.embedding {op} ${n}::vector)",
-            op = distance_op(self.metric),
-            n = f.next_param()
-        );
         let sql = format!(
-            "SELECT x.id, x.created_at, x.importance, x.n,
-                    CASE WHEN x.n <= {max} THEN {score} END AS score
-             FROM (SELECT r.id, r.created_at, {importance} AS importance, v.embedding,
-                          COUNT(*) OVER () AS n
-                   FROM {from} {where_} LIMIT {cap}) x
-             ORDER BY score DESC NULLS LAST, x.id LIMIT {limit}",
-            max = EXACT_MAX,
-            score = score_sql(self.metric, &d),
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {from} {where_} LIMIT {cap}) x",
             where_ = f.where_sql(),
             cap = EXACT_MAX + 1,
-            limit = self.q.limit,
         );
-        let mut params = f.param_refs();
-        params.push(&self.vector);
-        let rows = c.query(&sql, params.as_slice()).db()?;
-        let mut n = 0;
-        let mut hits = Vec::with_capacity(rows.len());
-        for r in &rows {
-            n = usize::try_from(col::<i64>(r, 3)?).unwrap_or(usize::MAX);
-            if let Some(score) = col::<Option<f64>>(r, 4)? {
-                hits.push(Candidate {
-                    target,
-                    id: col(r, 0)?,
-                    created_at: to_ts(col(r, 1)?),
-                    importance: col(r, 2)?,
-                    score,
-                });
-            }
+        let n: i64 = col(&c.query_one(&sql, f.param_refs().as_slice()).db()?, 0)?;
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        if n > EXACT_MAX {
+            return Ok((n, Vec::new()));
         }
-        Ok((n, hits))
+        Ok((n, self.exact(c, target, from, f, importance)?))
     }
 
     /// Every matching vector compared: ordered by the uncast column, which no index

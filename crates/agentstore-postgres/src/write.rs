@@ -9,6 +9,18 @@ use postgres::Transaction;
 use crate::vectors::{self, Existing};
 use crate::{api_keys, checkpoints, documents, infra, memories, sessions, telemetry, tenants};
 
+/// Rows of the searched tables (and their vectors) the op may add, for the decision to
+/// refresh planner statistics after bulk writes.
+pub(crate) fn rows_added(op: &WriteOp) -> u64 {
+    match op {
+        WriteOp::AppendEvents { events, .. } => events.len() as u64,
+        WriteOp::Remember { .. } => 1,
+        WriteOp::PutDocument { chunks, .. } => chunks.len() as u64 + 1,
+        WriteOp::PutVectors { items, .. } => items.len() as u64,
+        _ => 0,
+    }
+}
+
 /// Applies one op inside the caller's transaction (which also holds its audit entry).
 pub(crate) fn apply(tx: &mut Transaction<'_>, scope: &Scope, op: WriteOp) -> Result<WriteResult> {
     match op {

@@ -10,6 +10,10 @@
 //! removes its directory when the test process exits, however it exits: Rust runs no
 //! destructors of statics, and a test binary killed by a timeout must not leave a
 //! server behind.
+//!
+//! Benchmarks start a cluster of their own with [`Postgres::start_with`] and
+//! [`PgCluster::durable`]: the shared cluster runs without fsync, which would make
+//! PostgreSQL's commits look cheaper than any real server's.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -83,13 +87,23 @@ impl Postgres {
     }
 
     fn start() -> Postgres {
+        Postgres::start_with(&PgCluster::fast())
+    }
+
+    /// A cluster of the caller's own, started with `cluster`'s settings (e.g.
+    /// [`PgCluster::durable`] for benchmarks). Like the shared one, the watchdog stops it
+    /// and removes its directory when the process exits.
+    pub fn start_with(cluster: &PgCluster) -> Postgres {
         let bin = pg_bin();
         let root = is_root();
-        let dir = tempfile::Builder::new()
-            .prefix("agentstore-pg-")
-            .tempdir()
-            .expect("temp dir")
-            .keep();
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("agentstore-pg-");
+        let dir = match &cluster.parent {
+            Some(parent) => builder.tempdir_in(parent),
+            None => builder.tempdir(),
+        }
+        .expect("temp dir")
+        .keep();
         if root {
             run(Command::new("chown").arg("nobody").arg(&dir), "chown");
         }
@@ -112,13 +126,11 @@ impl Postgres {
             "initdb",
         );
         let port = free_port();
-        // Tests want speed, not durability of the throwaway cluster: no fsync. The
-        // socket directory is the cluster's own (the default may not be writable).
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-            dir.display()
-        );
+        // The socket directory is the cluster's own (the default may not be writable).
+        let mut opts = format!("-p {port} -k {}", dir.display());
+        for (name, value) in &cluster.settings {
+            opts.push_str(&format!(" -c {name}={value}"));
+        }
         run(
             as_server_user(&bin.join("pg_ctl"), root)
                 .arg("-D")
@@ -173,6 +185,11 @@ impl Postgres {
         );
     }
 
+    /// The directory of the PostgreSQL binaries the cluster runs (`postgres`, `psql`).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
+    }
+
     /// The cluster's directory (data in `data/`, server log in `log`).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -181,6 +198,110 @@ impl Postgres {
     /// Whether the cluster runs as `nobody` (the harness is root).
     pub fn runs_as_nobody(&self) -> bool {
         self.root
+    }
+}
+
+/// How to start a PostgreSQL cluster with [`Postgres::start_with`]: its server settings
+/// and where its directory goes.
+#[derive(Clone, Debug)]
+pub struct PgCluster {
+    settings: Vec<(String, String)>,
+    parent: Option<PathBuf>,
+}
+
+impl PgCluster {
+    /// The settings of the tests' shared cluster: tests want speed, not durability of a
+    /// throwaway cluster, so no fsync, asynchronous commit and no full-page writes.
+    pub fn fast() -> PgCluster {
+        PgCluster {
+            settings: Vec::new(),
+            parent: None,
+        }
+        .setting("listen_addresses", "127.0.0.1")
+        .setting("fsync", "off")
+        .setting("synchronous_commit", "off")
+        .setting("full_page_writes", "off")
+        .setting("max_connections", "200")
+    }
+
+    /// PostgreSQL's durable defaults, stated explicitly: fsync on, synchronous commit on
+    /// (a commit returns once its WAL is flushed), full-page writes on. What a server
+    /// holding data runs, so what a benchmark has to measure.
+    pub fn durable() -> PgCluster {
+        PgCluster::fast()
+            .setting("fsync", "on")
+            .setting("synchronous_commit", "on")
+            .setting("full_page_writes", "on")
+    }
+
+    /// Sets one server setting (`-c name=value`), replacing an earlier value of it.
+    pub fn setting(mut self, name: &str, value: &str) -> PgCluster {
+        self.settings.retain(|(n, _)| n != name);
+        self.settings.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Puts the cluster's directory in `parent` instead of the system temp dir: its file
+    /// system decides what an fsync costs.
+    pub fn dir_in(mut self, parent: impl Into<PathBuf>) -> PgCluster {
+        self.parent = Some(parent.into());
+        self
+    }
+
+    /// The settings, in the order they are passed to the server.
+    pub fn settings(&self) -> &[(String, String)] {
+        &self.settings
+    }
+}
+
+// A cluster that goes away: for tests of what clients see when the server stops.
+impl Postgres {
+    /// A cluster of the caller's own, separate from [`Postgres::shared`], that may be
+    /// stopped ([`Postgres::stop`]) and started again ([`Postgres::restart`]) on the same
+    /// port and data directory, to play a server that goes away and comes back. The
+    /// watchdog stops it and removes its directory when the test process exits.
+    ///
+    /// Its commits are synchronous (for the role `postgres`, which overrides the shared
+    /// cluster's `synchronous_commit=off` on the command line): a commit returns once its
+    /// WAL is written, so an acknowledged write survives the immediate stop. Without it
+    /// the last few hundred milliseconds of commits are lost with the WAL buffers, as
+    /// PostgreSQL documents for asynchronous commit. (`fsync` stays off: a stopped
+    /// server is not a crashed machine, and the system keeps what was written.)
+    pub fn start_private() -> Postgres {
+        let pg = Postgres::start();
+        pg.psql(
+            "postgres",
+            "ALTER ROLE postgres SET synchronous_commit = on",
+        );
+        pg
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`: no checkpoint, every client
+    /// connection cut, a crash as far as clients can tell) and waits until it is gone.
+    pub fn stop(&self) {
+        run(
+            as_server_user(&self.bin.join("pg_ctl"), self.root)
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-m", "immediate", "-w", "-t", "60", "stop"]),
+            "pg_ctl stop",
+        );
+    }
+
+    /// Starts the server again after [`Postgres::stop`], on the same port and data
+    /// directory with the options it was first started with (`pg_ctl restart` reads them
+    /// back from `postmaster.opts`; with no server running it just starts one), and waits
+    /// until it accepts connections (after crash recovery).
+    pub fn restart(&self) {
+        run(
+            as_server_user(&self.bin.join("pg_ctl"), self.root)
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .arg("-l")
+                .arg(self.dir.join("log"))
+                .args(["-w", "-t", "60", "restart"]),
+            "pg_ctl restart",
+        );
     }
 }
 

@@ -7,6 +7,10 @@ use agentstore::{Scope, Store};
 use agentstore_postgres::PgOptions;
 use agentstore_testkit::services::Postgres;
 
+/// PostgreSQL text cannot hold U+0000: the backend refuses such text with `invalid_input`
+/// and writes nothing (`db_err` in src/sql.rs).
+pub const STORES_NUL: bool = false;
+
 pub struct TestStore {
     pub store: Store,
     pub scope: Scope,

@@ -9,6 +9,9 @@ use agentstore_sqlite::{KeywordIndexMode, MasterKey, MasterKeySource, OpenOption
 
 // ------------------------------------------------------------------- conformance API
 
+/// SQLite text holds U+0000 like any other character.
+pub const STORES_NUL: bool = true;
+
 pub struct TestStore {
     pub store: Store,
     pub scope: Scope,
