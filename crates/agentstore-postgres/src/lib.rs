@@ -132,6 +132,10 @@ impl PgBackend {
         let pool = r2d2::Pool::builder()
             .max_size(opts.pool_size.max(1))
             .min_idle(Some(1))
+            // r2d2 would run a query on every checkout to test the connection: one more
+            // round trip on every read and write. A connection that broke is noticed
+            // when its call fails (busy) and dropped on return (`has_broken`).
+            .test_on_check_out(false)
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)
             .map_err(|e| Error::Config(format!("cannot connect to PostgreSQL: {e}")))?;
