@@ -26,6 +26,9 @@ AGENTSTORE_MODEL_DIR="$(scripts/fetch-model.sh)" cargo run --quiet -p agentstore
 echo "== embedding speed smoke run (agentstore only, 32 texts per workload; numbers not meaningful)"
 AGENTSTORE_MODEL_DIR="$(scripts/fetch-model.sh)" bench/embedding-speed.sh --smoke
 
+echo "== ingest speed smoke run (16 SciFact abstracts with the real model, one per write and batched; numbers not meaningful)"
+AGENTSTORE_MODEL_DIR="$(scripts/fetch-model.sh)" cargo run --quiet -p agentstore-bench --bin ingest_speed -- --smoke
+
 echo "== hybrid search speed smoke run (2,000 chunks, both keyword engines; numbers not meaningful)"
 cargo run --quiet -p agentstore-bench --bin hybrid_speed -- --smoke
 

@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 
 use agentstore::audit::{AuditDraft, ChainVerifier};
-use agentstore::backend::{ImportReport, Record};
-use agentstore::{Error, Result, Scope};
+use agentstore::backend::{ImportReport, Record, VectorModelRecord, VectorRecord};
+use agentstore::search::Target;
+use agentstore::{Error, Metric, Result, Scope};
 use postgres::types::ToSql;
 use postgres::{Row, Transaction};
 
@@ -22,11 +23,11 @@ use crate::documents::{CHUNK_COLUMNS, DOCUMENT_COLUMNS, chunk_row, document_row}
 use crate::infra::{KV_COLUMNS, LOCK_COLUMNS, insert_kv, insert_lock, kv_row, lock_row};
 use crate::memories::{MEMORY_COLUMNS, insert_memory, memory_row};
 use crate::sessions::{EVENT_COLUMNS, SESSION_COLUMNS, event_row, insert_event, session_row};
-use crate::sql::{SqlResult, ns};
+use crate::sql::{SqlResult, col, ns, to_ts, ts};
 use crate::telemetry::{METRIC_COLUMNS, USAGE_COLUMNS, insert_metric, insert_usage};
 use crate::telemetry::{metric_row, usage_row};
 use crate::tenants::{AGENT_COLUMNS, SUBJECT_COLUMNS, agent_row, insert_agent, subject_row};
-use crate::{audit, documents, sessions, tenants};
+use crate::{audit, documents, sessions, tenants, vectors};
 
 /// Rows fetched per round trip while exporting: a whole table is never held in memory.
 const EXPORT_BATCH: i32 = 1000;
@@ -181,7 +182,66 @@ pub(crate) fn export(
         audit::from_row,
         Record::Audit,
         out,
-    )
+    )?;
+    export_vectors(c, out)
+}
+
+/// Vector models, then every vector, target by target in insertion order: after the
+/// records they belong to, so an import meets each record before its vectors.
+fn export_vectors(
+    c: &mut Transaction<'_>,
+    out: &mut dyn FnMut(Record) -> Result<()>,
+) -> Result<()> {
+    let models = c
+        .query(
+            "SELECT model, dimension, metric, created_at FROM vector_models ORDER BY model",
+            &[],
+        )
+        .db()?;
+    for r in &models {
+        let model: String = col(r, 0)?;
+        let dimension: i64 = col(r, 1)?;
+        let metric: String = col(r, 2)?;
+        let metric = Metric::parse(&metric)
+            .map_err(|_| Error::Corrupt(format!("vector model '{model}' has metric '{metric}'")))?;
+        out(Record::VectorModel(VectorModelRecord {
+            model,
+            dimension: usize::try_from(dimension)
+                .map_err(|_| Error::Corrupt(format!("a vector model has dimension {dimension}")))?,
+            metric,
+            created_at: to_ts(col(r, 3)?),
+        }))?;
+    }
+    for target in [Target::Memory, Target::Chunk, Target::Event] {
+        let portal = c
+            .bind(
+                format!(
+                    "SELECT v.tenant_id, r.id, v.model, v.embedding FROM vectors v
+                     JOIN {} r ON r.rid = v.record_rid
+                     WHERE v.target = $1 ORDER BY v.vid",
+                    vectors::table(target)
+                )
+                .as_str(),
+                &[&target.as_str()],
+            )
+            .db()?;
+        loop {
+            let rows = c.query_portal(&portal, EXPORT_BATCH).db()?;
+            for r in &rows {
+                out(Record::Vector(VectorRecord {
+                    tenant_id: col(r, 0)?,
+                    target,
+                    record_id: col(r, 1)?,
+                    model: col(r, 2)?,
+                    vector: col::<pgvector::Vector>(r, 3)?.to_vec(),
+                }))?;
+            }
+            if rows.len() < EXPORT_BATCH as usize {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why one record was refused, for a person.
@@ -526,6 +586,78 @@ fn import_one(
                         &r.kind,
                         &r.days,
                         &crate::sql::ts(&r.updated_at),
+                    ],
+                )
+                .db()
+                .map(drop),
+            )
+        }
+        Record::VectorModel(m) => match vectors::model_of(tx, &m.model) {
+            Err(e) => Err(e.to_string()),
+            // Models are store-wide: the store's declaration stands when it agrees.
+            Ok(Some((d, metric))) if d == m.dimension && metric == m.metric => Ok(()),
+            Ok(Some((d, metric))) => Err(format!(
+                "vector model '{}' is {}-dimensional with metric {} here, {d} with {} in the store",
+                m.model,
+                m.dimension,
+                m.metric.as_str(),
+                metric.as_str()
+            )),
+            Ok(None) => insert(vectors::create_model(
+                tx,
+                &m.model,
+                m.dimension,
+                m.metric,
+                ts(&m.created_at),
+            )),
+        },
+        Record::Vector(v) => {
+            let t = v.tenant_id.as_str();
+            let entity = v.target.as_str();
+            match vectors::model_of(tx, &v.model).map_err(|e| e.to_string())? {
+                None => {
+                    return Err(format!(
+                        "vector refers to vector model '{}' that is neither earlier in the file nor in the store",
+                        v.model
+                    ));
+                }
+                Some((d, _)) if d != v.vector.len() => {
+                    return Err(format!(
+                        "vector of {entity} '{}' has {} values, vector model '{}' has {d}",
+                        v.record_id,
+                        v.vector.len(),
+                        v.model
+                    ));
+                }
+                Some(_) => {}
+            }
+            let rid = vectors::record_rid(tx, v.target, t, &v.record_id)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "vector refers to {entity} '{}' of tenant '{t}' that is neither earlier in the file nor in the store",
+                        v.record_id
+                    )
+                })?;
+            refuse_if(
+                tx,
+                "SELECT 1 FROM vectors WHERE target = $1 AND record_rid = $2 AND model = $3",
+                &[&entity, &rid, &v.model],
+                format!(
+                    "{entity} '{}' of tenant '{t}' already has a vector of model '{}'",
+                    v.record_id, v.model
+                ),
+            )?;
+            insert(
+                tx.execute(
+                    "INSERT INTO vectors (tenant_id, target, record_rid, model, embedding)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &t,
+                        &entity,
+                        &rid,
+                        &v.model,
+                        &pgvector::Vector::from(v.vector.clone()),
                     ],
                 )
                 .db()

@@ -133,25 +133,7 @@ pub(crate) fn declare(
             )));
         }
         None => {
-            let dim = i64::try_from(dimension)
-                .map_err(|_| Error::invalid("dimension", "is too large"))?;
-            tx.execute(
-                "INSERT INTO vector_models (model, dimension, metric, created_at)
-                 VALUES ($1, $2, $3, $4)",
-                &[&model, &dim, &metric.as_str(), &at],
-            )
-            .db()?;
-            if dimension <= HNSW_MAX_DIMENSION {
-                tx.batch_execute(&format!(
-                    "CREATE INDEX IF NOT EXISTS {name} ON vectors
-                     USING hnsw ((embedding::vector({dimension})) {ops})
-                     WHERE model = {lit}",
-                    name = index_name(model),
-                    ops = opclass(metric),
-                    lit = literal(model),
-                ))
-                .db()?;
-            }
+            create_model(tx, model, dimension, metric, at)?;
             audit::append_for(
                 tx,
                 None,
@@ -163,6 +145,35 @@ pub(crate) fn declare(
         }
     }
     Ok(WriteResult::None)
+}
+
+/// Inserts a model's row and creates its HNSW index (for a dimension pgvector can index).
+pub(crate) fn create_model(
+    tx: &mut Transaction<'_>,
+    model: &str,
+    dimension: usize,
+    metric: Metric,
+    at: i64,
+) -> Result<()> {
+    let dim = i64::try_from(dimension).map_err(|_| Error::invalid("dimension", "is too large"))?;
+    tx.execute(
+        "INSERT INTO vector_models (model, dimension, metric, created_at)
+         VALUES ($1, $2, $3, $4)",
+        &[&model, &dim, &metric.as_str(), &at],
+    )
+    .db()?;
+    if dimension <= HNSW_MAX_DIMENSION {
+        tx.batch_execute(&format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON vectors
+             USING hnsw ((embedding::vector({dimension})) {ops})
+             WHERE model = {lit}",
+            name = index_name(model),
+            ops = opclass(metric),
+            lit = literal(model),
+        ))
+        .db()?;
+    }
+    Ok(())
 }
 
 /// A model's dimension and metric.

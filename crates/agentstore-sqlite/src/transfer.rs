@@ -8,8 +8,9 @@
 use std::collections::BTreeMap;
 
 use agentstore::audit::{AuditDraft, ChainVerifier};
-use agentstore::backend::{ImportReport, Record};
-use agentstore::{Error, Result, Scope};
+use agentstore::backend::{ImportReport, Record, VectorModelRecord, VectorRecord};
+use agentstore::search::Target;
+use agentstore::{Error, Metric, Result, Scope};
 use rusqlite::{Connection, Row};
 
 use crate::checkpoints::{
@@ -24,7 +25,7 @@ use crate::sql::{SqlResult, ns};
 use crate::telemetry::{METRIC_COLUMNS, USAGE_COLUMNS, insert_metric, insert_usage};
 use crate::telemetry::{metric_row, usage_row};
 use crate::tenants::{AGENT_COLUMNS, SUBJECT_COLUMNS, agent_row, insert_agent, subject_row};
-use crate::{audit, documents, sessions, tenants};
+use crate::{audit, documents, sessions, tenants, vectors};
 
 /// Streams `SELECT columns FROM table ORDER BY order` through `row` into `out`.
 fn each<T>(
@@ -165,7 +166,51 @@ pub(crate) fn export(c: &Connection, out: &mut dyn FnMut(Record) -> Result<()>) 
         audit::from_row,
         Record::Audit,
         out,
-    )
+    )?;
+    export_vectors(c, out)
+}
+
+/// Vector models, then every vector, target by target in insertion order: after the
+/// records they belong to, so an import meets each record before its vectors.
+fn export_vectors(c: &Connection, out: &mut dyn FnMut(Record) -> Result<()>) -> Result<()> {
+    let mut st = c
+        .prepare("SELECT model, dimension, metric, created_at FROM vector_models ORDER BY model")
+        .db()?;
+    let mut rows = st.query([]).db()?;
+    while let Some(r) = rows.next().db()? {
+        let (model, dimension, metric): (String, i64, String) =
+            (r.get(0).db()?, r.get(1).db()?, r.get(2).db()?);
+        let metric = Metric::parse(&metric)
+            .map_err(|_| Error::Corrupt(format!("vector model '{model}' has metric '{metric}'")))?;
+        out(Record::VectorModel(VectorModelRecord {
+            model,
+            dimension: dimension as usize,
+            metric,
+            created_at: crate::sql::to_ts(r.get(3).db()?),
+        }))?;
+    }
+    for target in [Target::Memory, Target::Chunk, Target::Event] {
+        let mut st = c
+            .prepare(&format!(
+                "SELECT v.tenant_id, r.id, v.model, v.vector FROM vectors v
+                 JOIN {} r ON r.rid = v.record_rid
+                 WHERE v.target = ?1 ORDER BY v.vid",
+                vectors::table(target)
+            ))
+            .db()?;
+        let mut rows = st.query([target.as_str()]).db()?;
+        while let Some(r) = rows.next().db()? {
+            let blob: Vec<u8> = r.get(3).db()?;
+            out(Record::Vector(VectorRecord {
+                tenant_id: r.get(0).db()?,
+                target,
+                record_id: r.get(1).db()?,
+                model: r.get(2).db()?,
+                vector: vectors::decode(&blob)?,
+            }))?;
+        }
+    }
+    Ok(())
 }
 
 /// Why one record was refused, for a person.
@@ -504,6 +549,91 @@ fn import_one(tx: &Connection, rec: &Record, audit: &mut Option<ChainVerifier>) 
                         r.kind,
                         r.days,
                         crate::sql::ts(&r.updated_at)
+                    ])
+                    .db()
+                })
+                .map(drop),
+            )
+        }
+        Record::VectorModel(m) => match vectors::model_of(tx, &m.model) {
+            Err(e) => Err(e.to_string()),
+            // Models are store-wide: the store's declaration stands when it agrees.
+            Ok(Some((d, metric))) if d == m.dimension && metric == m.metric => Ok(()),
+            Ok(Some((d, metric))) => Err(format!(
+                "vector model '{}' is {}-dimensional with metric {} here, {d} with {} in the store",
+                m.model,
+                m.dimension,
+                m.metric.as_str(),
+                metric.as_str()
+            )),
+            Ok(None) => insert(
+                tx.prepare_cached(
+                    "INSERT INTO vector_models (model, dimension, metric, created_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .db()
+                .and_then(|mut st| {
+                    st.execute(rusqlite::params![
+                        m.model,
+                        m.dimension as i64,
+                        m.metric.as_str(),
+                        crate::sql::ts(&m.created_at)
+                    ])
+                    .db()
+                })
+                .map(drop),
+            ),
+        },
+        Record::Vector(v) => {
+            let t = v.tenant_id.as_str();
+            let entity = v.target.as_str();
+            match vectors::model_of(tx, &v.model).map_err(|e| e.to_string())? {
+                None => {
+                    return Err(format!(
+                        "vector refers to vector model '{}' that is neither earlier in the file nor in the store",
+                        v.model
+                    ));
+                }
+                Some((d, _)) if d != v.vector.len() => {
+                    return Err(format!(
+                        "vector of {entity} '{}' has {} values, vector model '{}' has {d}",
+                        v.record_id,
+                        v.vector.len(),
+                        v.model
+                    ));
+                }
+                Some(_) => {}
+            }
+            let rid = vectors::record_rid(tx, v.target, t, &v.record_id)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "vector refers to {entity} '{}' of tenant '{t}' that is neither earlier in the file nor in the store",
+                        v.record_id
+                    )
+                })?;
+            refuse_if(
+                tx,
+                "SELECT 1 FROM vectors WHERE target = ?1 AND record_rid = ?2 AND model = ?3",
+                rusqlite::params![entity, rid, v.model],
+                format!(
+                    "{entity} '{}' of tenant '{t}' already has a vector of model '{}'",
+                    v.record_id, v.model
+                ),
+            )?;
+            insert(
+                tx.prepare_cached(
+                    "INSERT INTO vectors (tenant_id, target, record_rid, model, vector)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .db()
+                .and_then(|mut st| {
+                    st.execute(rusqlite::params![
+                        t,
+                        entity,
+                        rid,
+                        v.model,
+                        vectors::encode(&v.vector)
                     ])
                     .db()
                 })

@@ -794,6 +794,37 @@ pub struct Candidate {
     pub importance: Option<f64>,
 }
 
+/// A declared vector model, as exported. Models are store-wide, like the schema: an
+/// import into a store that already declares the model with the same dimension and
+/// metric keeps the store's declaration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VectorModelRecord {
+    /// Model id.
+    pub model: String,
+    /// Vector length.
+    pub dimension: usize,
+    /// Comparison.
+    pub metric: Metric,
+    /// When the model was first declared.
+    pub created_at: Timestamp,
+}
+
+/// One record's vector of one model, as exported. Vectors come after every record and
+/// model they refer to, so an export can be imported in one pass.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VectorRecord {
+    /// Tenant of the record.
+    pub tenant_id: String,
+    /// The record's kind.
+    pub target: Target,
+    /// The record's id in the tenant.
+    pub record_id: String,
+    /// Model id.
+    pub model: String,
+    /// The vector's values: JSON numbers, which round-trip every f32 exactly.
+    pub vector: Vec<f32>,
+}
+
 /// One line of a JSON Lines export: a record and its type.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -815,6 +846,8 @@ pub enum Record {
     Kv(KvEntry),
     Lock(Lock),
     Retention(RetentionRule),
+    VectorModel(VectorModelRecord),
+    Vector(VectorRecord),
 }
 
 impl Record {
@@ -837,6 +870,8 @@ impl Record {
             Record::Kv(_) => "kv",
             Record::Lock(_) => "lock",
             Record::Retention(_) => "retention",
+            Record::VectorModel(_) => "vector_model",
+            Record::Vector(_) => "vector",
         }
     }
 }

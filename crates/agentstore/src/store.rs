@@ -1062,7 +1062,86 @@ impl Store {
 
     /// Stores a document, chunking it (see [`DocumentOutcome`]).
     pub fn put_document(&self, scope: &Scope, d: NewDocument) -> Result<DocumentOutcome> {
+        let mut out = self.put_documents(scope, vec![d])?;
+        out.pop()
+            .ok_or_else(|| Error::Database("a write of one document returned nothing".into()))
+    }
+
+    /// Stores documents as [`Store::put_document`] does, all in one transaction, with
+    /// their chunks embedded in one call to the embedder: many small documents (an
+    /// ingest of a JSON Lines file, say) then fill the model's batches and share one
+    /// commit. Any invalid document refuses the whole batch; nothing is written.
+    pub fn put_documents(
+        &self,
+        scope: &Scope,
+        docs: Vec<NewDocument>,
+    ) -> Result<Vec<DocumentOutcome>> {
         Self::validate_tenant(scope)?;
+        let at = now();
+        let prepared = docs
+            .into_iter()
+            .map(|d| self.prepare_document(scope, d, at))
+            .collect::<Result<Vec<_>>>()?;
+        let mut outcomes: Vec<Option<DocumentOutcome>> = vec![None; prepared.len()];
+        let mut to_write = Vec::with_capacity(prepared.len());
+        for (i, (document, chunks)) in prepared.into_iter().enumerate() {
+            if self.embedder.is_some()
+                && let Some(id) = self.unchanged_document(scope, &document)?
+            {
+                // Embedding is the slow part of a put; an unchanged document needs none,
+                // and the backend would report it unchanged anyway.
+                outcomes[i] = Some(DocumentOutcome::Unchanged { id });
+            } else {
+                to_write.push((i, document, chunks));
+            }
+        }
+        if to_write.is_empty() {
+            return Ok(outcomes.into_iter().flatten().collect());
+        }
+        let texts: Vec<Option<&str>> = to_write
+            .iter()
+            .flat_map(|(_, _, chunks)| chunks.iter().map(|c| Some(c.content.as_str())))
+            .collect();
+        let given = vec![None; texts.len()];
+        let (declare, vectors) = self.vectors_for("vector", given, &texts)?;
+        drop(texts);
+        let mut vectors = vectors.into_iter();
+        let mut ops: Vec<WriteOp> = declare.into_iter().collect();
+        let skip = ops.len();
+        let mut slots = Vec::with_capacity(to_write.len());
+        for (i, document, chunks) in to_write {
+            let vectors = vectors.by_ref().take(chunks.len()).flatten().collect();
+            slots.push(i);
+            ops.push(WriteOp::PutDocument {
+                document,
+                chunks,
+                vectors,
+            });
+        }
+        let results = self.backend.write(scope, ops)?;
+        for (i, r) in slots.into_iter().zip(results.into_iter().skip(skip)) {
+            match r {
+                WriteResult::Document(o) => outcomes[i] = Some(o),
+                other => {
+                    return Err(Error::Database(
+                        format!("unexpected result {other:?}").into(),
+                    ));
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.ok_or_else(|| Error::Database("a document write returned no result".into())))
+            .collect()
+    }
+
+    /// Validates a new document and cuts it into chunks, without touching the store.
+    fn prepare_document(
+        &self,
+        scope: &Scope,
+        d: NewDocument,
+        at: Timestamp,
+    ) -> Result<(Document, Vec<Chunk>)> {
         d.namespace.validate()?;
         d.chunking.validate()?;
         self.content("content", &d.content, self.limits.max_document_bytes)?;
@@ -1076,7 +1155,6 @@ impl Store {
         let doc_type = d.doc_type.unwrap_or_else(|| "text".into());
         self.label("doc_type", &doc_type)?;
         self.object("metadata", &d.metadata)?;
-        let at = now();
         let id = id_or_new("id", d.id.as_deref())?;
         let chunks: Vec<Chunk> = chunk_text(&d.content, d.chunking)?
             .into_iter()
@@ -1115,35 +1193,7 @@ impl Store {
             created_at: at,
             updated_at: at,
         };
-        if self.embedder.is_some()
-            && let Some(id) = self.unchanged_document(scope, &document)?
-        {
-            // Embedding is the slow part of a put; an unchanged document needs none, and
-            // the backend would report it unchanged anyway.
-            return Ok(DocumentOutcome::Unchanged { id });
-        }
-        let texts: Vec<Option<&str>> = chunks.iter().map(|c| Some(c.content.as_str())).collect();
-        let given = vec![None; chunks.len()];
-        let (declare, vectors) = self.vectors_for("vector", given, &texts)?;
-        let mut ops: Vec<WriteOp> = declare.into_iter().collect();
-        let skip = ops.len();
-        ops.push(WriteOp::PutDocument {
-            document,
-            chunks,
-            vectors: vectors.into_iter().flatten().collect(),
-        });
-        match self
-            .backend
-            .write(scope, ops)?
-            .into_iter()
-            .nth(skip)
-            .unwrap_or(WriteResult::None)
-        {
-            WriteResult::Document(o) => Ok(o),
-            other => Err(Error::Database(
-                format!("unexpected result {other:?}").into(),
-            )),
-        }
+        Ok((document, chunks))
     }
 
     /// The id of a stored document that `d` would leave unchanged (same id or same
@@ -2343,6 +2393,16 @@ fn validate_record(r: &Record, limits: &Limits) -> Result<()> {
         }
     };
     let tenant = |t: &str| validate_id("tenant_id", t);
+    // Model ids are labels, not identifiers: "org/model-name" is a usual one.
+    let model_id = |m: &str| {
+        if m.trim().is_empty() || m.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "model",
+                "must be a non-empty model id without control characters",
+            ));
+        }
+        too_large("model", m.len(), limits.max_short_field)
+    };
     match r {
         Record::Tenant(t) => validate_id("id", &t.id),
         Record::Subject(s) => {
@@ -2427,6 +2487,22 @@ fn validate_record(r: &Record, limits: &Limits) -> Result<()> {
                 return Err(Error::invalid("days", "must be positive"));
             }
             Ok(())
+        }
+        Record::VectorModel(m) => {
+            model_id(&m.model)?;
+            if m.dimension == 0 || m.dimension > crate::embedding::MAX_DIMENSION {
+                return Err(Error::invalid(
+                    "dimension",
+                    format!("must be 1 to {}", crate::embedding::MAX_DIMENSION),
+                ));
+            }
+            Ok(())
+        }
+        Record::Vector(v) => {
+            tenant(&v.tenant_id)?;
+            validate_id("record_id", &v.record_id)?;
+            model_id(&v.model)?;
+            crate::embedding::check_vector("vector", &v.vector, None)
         }
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! Usage: `retrieval_quality [--smoke] [--out PATH] [--only scifact|locomo]
 //! [--modes keyword,vector,hybrid] [--embed-docs] [--data DIR] [--model-dir DIR]
-//! [--data-dir DIR]`
+//! [--data-dir DIR] [--keyword-engine fts5|index]`
 
 #[path = "retrieval_quality/data.rs"]
 mod data;
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use agentstore::search::Fusion;
 use agentstore_embed::BertEmbedder;
+use agentstore_sqlite::KeywordIndexMode;
 use anyhow::{Context, Result, bail};
 
 use data::{LoCoMo, SciFact};
@@ -36,7 +37,7 @@ use provenance::*;
 
 const USAGE: &str = "usage: retrieval_quality [--smoke] [--out PATH] [--only scifact|locomo]
                          [--modes keyword,vector,hybrid] [--embed-docs] [--data DIR]
-                         [--model-dir DIR] [--data-dir DIR]
+                         [--model-dir DIR] [--data-dir DIR] [--keyword-engine fts5|index]
 
   --smoke          tiny subsets (SciFact 200 docs / 20 queries, one LoCoMo conversation's
                    first 3 sessions / up to 20 questions); report to a temp file unless
@@ -56,7 +57,9 @@ const USAGE: &str = "usage: retrieval_quality [--smoke] [--out PATH] [--only sci
                    beside the workspace)
   --model-dir DIR  all-MiniLM-L6-v2 files (default: $AGENTSTORE_MODEL_DIR or
                    .models/all-MiniLM-L6-v2, as scripts/fetch-model.sh installs them)
-  --data-dir DIR   where the temporary stores are created (default: the system temp dir)";
+  --data-dir DIR   where the temporary stores are created (default: the system temp dir)
+  --keyword-engine fts5 (default; what stores of these sizes use) or index (the in-memory
+                   keyword index that large stores switch to, built eagerly here)";
 
 /// Weighted fusions run beside RRF in hybrid mode, (keyword, vector): an even split,
 /// and one leaning on the vector side, which ranks better on its own on LoCoMo's
@@ -85,6 +88,9 @@ struct Args {
     data: PathBuf,
     model_dir: PathBuf,
     data_dir: Option<PathBuf>,
+    /// Which keyword engine answers keyword candidates: FTS5 (what stores of these sizes
+    /// use by default) or the in-memory keyword index (what large stores use).
+    keyword: KeywordIndexMode,
     raw: Vec<String>,
 }
 
@@ -103,6 +109,7 @@ fn parse_args() -> Result<Option<Args>> {
         model_dir: std::env::var_os("AGENTSTORE_MODEL_DIR")
             .map_or_else(|| ws.join(".models/all-MiniLM-L6-v2"), PathBuf::from),
         data_dir: None,
+        keyword: KeywordIndexMode::Off,
         raw: raw.clone(),
     };
     let mut kinds = vec!["keyword".to_owned(), "vector".into(), "hybrid".into()];
@@ -127,6 +134,13 @@ fn parse_args() -> Result<Option<Args>> {
             "--data" => a.data = value()?.into(),
             "--model-dir" => a.model_dir = value()?.into(),
             "--data-dir" => a.data_dir = Some(value()?.into()),
+            "--keyword-engine" => {
+                a.keyword = match value()?.as_str() {
+                    "fts5" => KeywordIndexMode::Off,
+                    "index" => KeywordIndexMode::Eager,
+                    other => bail!("--keyword-engine takes fts5 or index, not {other:?}"),
+                }
+            }
             "-h" | "--help" => return Ok(None),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
@@ -404,6 +418,7 @@ fn run_scifact(args: &Args, embedder: Option<&Arc<BertEmbedder>>) -> Result<SciO
         args.data_dir.as_deref(),
         embedder.filter(|_| !precomputed),
         false,
+        args.keyword,
     )?;
     eprintln!(
         "scifact: storing {} documents{}",
@@ -580,6 +595,7 @@ fn run_locomo(args: &Args, embedder: Option<&Arc<BertEmbedder>>) -> Result<Locom
         args.data_dir.as_deref(),
         embed.then_some(embedder).flatten(),
         true,
+        args.keyword,
     )?;
     eprintln!(
         "locomo: storing {} turns{}",
@@ -941,12 +957,17 @@ fn report(
             ""
         },
     );
-    s.push_str(
+    s.push_str(if matches!(args.keyword, KeywordIndexMode::Eager) {
+        "Keyword mode is the in-memory keyword index (tantivy BM25, k1 = 1.2, b = 0.75, \
+         English stemming and accent folding), the engine large stores use, built eagerly \
+         for this run (`--keyword-engine index`; docs/search.md). Latency p50 is one \
+         `Store::search` call, query embedding included for vector and hybrid modes.\n\n"
+    } else {
         "Keyword mode is SQLite FTS5 BM25 (k1 = 1.2, b = 0.75) with the `porter unicode61` \
          tokenizer, so English words are stemmed, unlike the READMEs' reference BM25; BM25 \
          statistics are those of the whole index (docs/search.md). Latency p50 is one \
-         `Store::search` call, query embedding included for vector and hybrid modes.\n\n",
-    );
+         `Store::search` call, query embedding included for vector and hybrid modes.\n\n"
+    });
     if let Some(o) = sci {
         s.push_str(&scifact_section(o));
         let _ = writeln!(

@@ -2,9 +2,9 @@
 //!
 //! Three steps: find the files (walk directories, skip what is not a document), check
 //! every file completely (UTF-8, sizes, every JSON Lines line), then read them again and
-//! store each document with `Store::put_document`. Checking everything first means bad
-//! input is reported before anything is written; reading twice instead of holding the
-//! documents keeps memory to one file (one line for JSON Lines) however large the tree.
+//! store the documents in batches with `Store::put_documents`. Checking everything first
+//! means bad input is reported before anything is written; reading twice instead of
+//! holding the documents keeps memory to one batch however large the tree.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, BufRead, BufReader};
@@ -635,13 +635,18 @@ pub fn ingest(cfg: &Config, req: &IngestRequest) -> anyhow::Result<Outcome> {
     let mut counts = Counts::default();
     let mut chunks = 0u64;
     let mut bytes = 0u64;
-    let mut files = Vec::with_capacity(found.files.len());
-    for file in &found.files {
-        bar.set_message(file.source.clone());
-        let mut docs = Vec::new();
-        documents(file, req, &limits, &bar, &mut |line, d| {
-            let source_path = d.source_path.clone().unwrap_or_default();
-            let outcome = store.put_document(&scope, d)?;
+    let mut files: Vec<FileReport> = Vec::with_capacity(found.files.len());
+    // Documents are written in batches across files, so that many small documents share
+    // the embedder's batches and one commit; the check pass has already refused what
+    // would fail.
+    let mut batch = Batch::default();
+    let mut flush = |batch: &mut Batch, files: &mut Vec<FileReport>| -> anyhow::Result<()> {
+        let pending = std::mem::take(batch);
+        if pending.docs.is_empty() {
+            return Ok(());
+        }
+        let outcomes = store.put_documents(&scope, pending.docs)?;
+        for ((file, source_path, line), outcome) in pending.places.into_iter().zip(outcomes) {
             match &outcome {
                 DocumentOutcome::Created { chunks: n, .. } => {
                     counts.created += 1;
@@ -653,21 +658,38 @@ pub fn ingest(cfg: &Config, req: &IngestRequest) -> anyhow::Result<Outcome> {
                 }
                 DocumentOutcome::Unchanged { .. } => counts.unchanged += 1,
             }
-            docs.push(DocReport {
+            files[file].documents.push(DocReport {
                 source_path,
                 line,
                 outcome,
             });
-            Ok(())
-        })?;
-        bytes += file.bytes;
+        }
+        Ok(())
+    };
+    for file in &found.files {
+        bar.set_message(file.source.clone());
         files.push(FileReport {
             path: file.source.clone(),
             format: file.format,
             bytes: file.bytes,
-            documents: docs,
+            documents: Vec::new(),
         });
+        let index = files.len() - 1;
+        documents(file, req, &limits, &bar, &mut |line, d| {
+            batch.bytes += d.content.len();
+            batch
+                .places
+                .push((index, d.source_path.clone().unwrap_or_default(), line));
+            batch.docs.push(d);
+            if batch.full() {
+                flush(&mut batch, &mut files)?;
+            }
+            Ok(())
+        })?;
+        bytes += file.bytes;
     }
+    flush(&mut batch, &mut files)?;
+    drop(flush);
     bar.finish_and_clear();
 
     let mut skipped: BTreeMap<SkipReason, u64> = BTreeMap::new();
@@ -716,6 +738,27 @@ pub fn ingest(cfg: &Config, req: &IngestRequest) -> anyhow::Result<Outcome> {
         }),
         text,
     )
+}
+
+/// Documents read but not yet written, with where each came from: (index of its file
+/// report, source path, line).
+#[derive(Default)]
+struct Batch {
+    docs: Vec<NewDocument>,
+    places: Vec<(usize, String, Option<u64>)>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Documents per write; their chunks are embedded in one call.
+    const DOCS: usize = 256;
+    /// Bytes of content per write (about a hundred chunks of the default size), which
+    /// bounds memory and the work a failed write loses.
+    const BYTES: usize = 256 * 1024;
+
+    fn full(&self) -> bool {
+        self.docs.len() >= Self::DOCS || self.bytes >= Self::BYTES
+    }
 }
 
 fn documents_phrase(created: u64) -> String {

@@ -13,7 +13,7 @@ use agentstore::{
     SearchRequest, Store, WriteOp,
 };
 use agentstore_embed::BertEmbedder;
-use agentstore_sqlite::{Durability, OpenOptions};
+use agentstore_sqlite::{Durability, KeywordIndexMode, OpenOptions};
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{NaiveDateTime, TimeZone, Utc};
 use serde_json::json;
@@ -117,6 +117,7 @@ pub fn open(
     root: Option<&Path>,
     embedder: Option<&Arc<BertEmbedder>>,
     embed_events: bool,
+    keyword: KeywordIndexMode,
 ) -> Result<Bench> {
     let dir = match root {
         Some(r) => tempfile::tempdir_in(r),
@@ -125,11 +126,11 @@ pub fn open(
     .context("creating a temp dir for the store")?;
     // A quality benchmark: fsync per document would only slow ingest without changing a
     // single ranking, so commits are crash-safe but not power-loss-safe.
-    let store = agentstore_sqlite::open(
-        &OpenOptions::new(dir.path())
-            .create()
-            .durability(Durability::Normal),
-    )?;
+    let mut opts = OpenOptions::new(dir.path())
+        .create()
+        .durability(Durability::Normal);
+    opts.keyword_index = keyword;
+    let store = agentstore_sqlite::open(&opts)?;
     store.ensure_tenant(TENANT, TENANT)?;
     let store = attach_embedder(store, embedder, embed_events)?;
     Ok(Bench {
