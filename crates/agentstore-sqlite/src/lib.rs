@@ -69,6 +69,19 @@ pub use conn::{DataDir, Durability, OpenOptions, pragmas};
 pub use keyring::{KEYRING_FILE, MasterKey, MasterKeySource};
 pub use keyword_index::KeywordIndexMode;
 
+/// Registers the store's SQL functions on a bare connection to its database, with the
+/// keyring of `data_dir` (`agentstore migrate` runs on such a connection). Migrations
+/// rebuild the full-text indexes through these functions: with a keyring-less
+/// connection, the encrypted fields of a store that has one would be indexed as nothing.
+/// A store with a keyring needs its master key here as everywhere.
+pub fn register_store_functions(
+    conn: &rusqlite::Connection,
+    data_dir: &Path,
+    master_key: Option<MasterKeySource>,
+) -> agentstore::Result<()> {
+    keyring::Keyring::open(data_dir, master_key)?.register(conn)
+}
+
 /// The SQLite backend. Open it with [`open`] or [`SqliteBackend::open`].
 pub struct SqliteBackend {
     conns: Arc<conn::Connections>,
@@ -195,6 +208,21 @@ impl SqliteBackend {
                     .conns
                     .keyring()
                     .destroy_subject_key(&scope.tenant, &e.subject_id)?;
+                if e.data_key_destroyed {
+                    // The tombstone was written before the key went; this entry is the
+                    // log's record that it did.
+                    self.conns.write(|tx| {
+                        crate::audit::append(
+                            tx,
+                            scope,
+                            agentstore::audit::AuditDraft::new(
+                                "subject.key_destroy",
+                                "subject",
+                                &e.subject_id,
+                            ),
+                        )
+                    })?;
+                }
             }
         }
         Ok(())

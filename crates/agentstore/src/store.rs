@@ -1569,13 +1569,31 @@ impl Store {
         Ok((e.model_id().to_owned(), v))
     }
 
+    /// The record of a hit; None when it cannot be shown: deleted since it was found, or
+    /// sealed under an erased subject's destroyed key (rows restored from a backup older
+    /// than the erasure). Such a hit is left out rather than failing the whole search:
+    /// the other hits are readable, and reading the record itself still answers
+    /// `key_unavailable`.
     fn hit_record(&self, scope: &Scope, target: Target, id: &str) -> Result<Option<HitRecord>> {
         let t = &scope.tenant;
-        Ok(match target {
-            Target::Memory => self.backend.get_memory(t, id)?.map(HitRecord::Memory),
-            Target::Chunk => self.backend.get_chunk(t, id)?.map(HitRecord::Chunk),
-            Target::Event => self.backend.get_event(t, id)?.map(HitRecord::Event),
-        })
+        let found = match target {
+            Target::Memory => self
+                .backend
+                .get_memory(t, id)
+                .map(|r| r.map(HitRecord::Memory)),
+            Target::Chunk => self
+                .backend
+                .get_chunk(t, id)
+                .map(|r| r.map(HitRecord::Chunk)),
+            Target::Event => self
+                .backend
+                .get_event(t, id)
+                .map(|r| r.map(HitRecord::Event)),
+        };
+        match found {
+            Err(Error::KeyUnavailable(_)) => Ok(None),
+            other => other,
+        }
     }
 
     // ---------------------------------------------------------------- checkpoints

@@ -20,7 +20,8 @@ use crate::output::{Outcome, Table, or_dash};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn connect(cfg: &Config) -> agentstore::Result<Connection> {
-    let path = agentstore_sqlite::DataDir::new(&cfg.data_dir).db_path();
+    let dir = agentstore_sqlite::DataDir::new(&cfg.data_dir);
+    let path = dir.db_path();
     if !path.exists() {
         return Err(Error::Config(format!(
             "no agentstore database at {}; run `agentstore init` first",
@@ -35,6 +36,18 @@ fn connect(cfg: &Config) -> agentstore::Result<Connection> {
     )
     .map_err(db)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+    Ok(conn)
+}
+
+/// [`connect`] for running migrations: with the store's keyring, so that a migration
+/// that rebuilds the full-text indexes reads encrypted fields as the store does.
+fn connect_to_migrate(cfg: &Config) -> agentstore::Result<Connection> {
+    let conn = connect(cfg)?;
+    agentstore_sqlite::register_store_functions(
+        &conn,
+        agentstore_sqlite::DataDir::new(&cfg.data_dir).root(),
+        cfg.master_key.clone(),
+    )?;
     Ok(conn)
 }
 
@@ -82,7 +95,7 @@ pub fn status(cfg: &Config) -> anyhow::Result<Outcome> {
 pub fn up(cfg: &Config, to: Option<i64>) -> anyhow::Result<Outcome> {
     let applied = match &cfg.database_url {
         Some(url) => agentstore_postgres::migrate::up_at(url, to, &cfg.actor)?,
-        None => migrate::up_by(&mut connect(cfg)?, to, &cfg.actor)?,
+        None => migrate::up_by(&mut connect_to_migrate(cfg)?, to, &cfg.actor)?,
     };
     let current = current_status(cfg)?.current;
     let text = if applied.is_empty() {
@@ -108,7 +121,7 @@ pub fn down(cfg: &Config, to: Option<i64>, force: bool) -> anyhow::Result<Outcom
     }
     let rolled_back = match &cfg.database_url {
         Some(url) => agentstore_postgres::migrate::down_at(url, Some(target), &cfg.actor)?,
-        None => migrate::down_by(&mut connect(cfg)?, Some(target), &cfg.actor)?,
+        None => migrate::down_by(&mut connect_to_migrate(cfg)?, Some(target), &cfg.actor)?,
     };
     let current = current_status(cfg)?.current;
     let text = if rolled_back.is_empty() {
