@@ -198,6 +198,7 @@ fn run(args: &Args) -> Result<()> {
     let rate = |t: Duration| docs.len() as f64 / t.as_secs_f64();
     let cmd =
         std::iter::once("cargo run --release -p agentstore-bench --bin ingest_speed".to_owned())
+            .chain((!args.raw.is_empty()).then(|| "--".to_owned()))
             .chain(args.raw.iter().map(|a| shell_word(a)))
             .collect::<Vec<_>>()
             .join(" ");

@@ -984,6 +984,13 @@ fn report(
             o.took.as_secs_f64()
         );
     }
+    if matches!(args.keyword, KeywordIndexMode::Eager) {
+        // The modes' labels name the default engine.
+        s = s.replace(
+            "keyword (FTS5 BM25)",
+            "keyword (keyword index, tantivy BM25)",
+        );
+    }
     s
 }
 
