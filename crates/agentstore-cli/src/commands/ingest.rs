@@ -689,7 +689,6 @@ pub fn ingest(cfg: &Config, req: &IngestRequest) -> anyhow::Result<Outcome> {
         bytes += file.bytes;
     }
     flush(&mut batch, &mut files)?;
-    drop(flush);
     bar.finish_and_clear();
 
     let mut skipped: BTreeMap<SkipReason, u64> = BTreeMap::new();
