@@ -494,14 +494,214 @@ fn list_applies_every_filter() {
     );
 }
 
-type SortKey = (bool, i64, i64, String);
+/// Metadata conditions on a memory list, as search has them: typed comparisons, `ne`
+/// including memories without the key, every condition holding, bad ones refused.
+#[test]
+fn list_filters_on_metadata_conditions() {
+    use agentstore::search::{MetadataCondition, MetadataOp};
+    let t = store();
+    let s = &t.scope;
+    let mk = |id: &str, metadata: serde_json::Value| {
+        let mut m = NewMemory::new(format!("knowledge state {id}"));
+        m.id = Some(id.into());
+        m.key = Some(id.into());
+        m.metadata = metadata;
+        m
+    };
+    t.store
+        .remember_many(
+            s,
+            vec![
+                mk(
+                    "k-low",
+                    serde_json::json!({"mastery": 0.3, "domain": "math"}),
+                ),
+                mk(
+                    "k-high",
+                    serde_json::json!({"mastery": 0.8, "domain": "math"}),
+                ),
+                mk(
+                    "k-text",
+                    serde_json::json!({"mastery": "0.1", "domain": "art"}),
+                ),
+                mk("k-none", serde_json::json!({})),
+            ],
+        )
+        .unwrap();
+    let q = |conds: Vec<MetadataCondition>| {
+        id_set(
+            &t,
+            MemoryQuery {
+                metadata: conds,
+                ..Default::default()
+            },
+        )
+    };
+    let c = |text: &str| MetadataCondition::parse(text).unwrap();
+    assert_eq!(q(vec![c("mastery:lt:0.5")]), set(&["k-low"]));
+    assert_eq!(q(vec![c("mastery:gte:0.3")]), set(&["k-low", "k-high"]));
+    // A string compares with strings only.
+    assert_eq!(q(vec![c("mastery:eq:\"0.1\"")]), set(&["k-text"]));
+    assert_eq!(
+        q(vec![c("domain:eq:math"), c("mastery:gt:0.5")]),
+        set(&["k-high"])
+    );
+    assert_eq!(q(vec![c("domain:ne:math")]), set(&["k-text", "k-none"]));
+    assert_eq!(
+        q(vec![MetadataCondition::new(
+            "mastery",
+            MetadataOp::Lte,
+            0.8
+        )]),
+        set(&["k-low", "k-high"])
+    );
+    for bad in [
+        "mastery",
+        "mastery:lt",
+        "mastery:like:0.5",
+        "a..b:eq:1",
+        "ok:lt:true",
+    ] {
+        let e = MetadataCondition::parse(bad).unwrap_err();
+        assert_eq!(e.code(), "invalid_input", "{bad}: {e}");
+    }
+    let e = t
+        .store
+        .list_memories(
+            s,
+            MemoryQuery {
+                metadata: vec![MetadataCondition::new("bad path", MetadataOp::Eq, 1)],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_input", "{e}");
+}
 
-fn sort_key(order: MemoryOrder, m: &Memory) -> (SortKey, f64) {
+#[test]
+fn list_filters_on_confidence_success_rate_and_change_time() {
+    let t = store();
+    let s = &t.scope;
+    let mk = |id: &str, confidence: Option<f64>, success_rate: Option<f64>| {
+        let mut m = NewMemory::new(format!("content of {id}"));
+        m.id = Some(id.into());
+        m.key = Some(id.into());
+        m.confidence = confidence;
+        m.success_rate = success_rate;
+        m
+    };
+    t.store
+        .remember_many(
+            s,
+            vec![
+                mk("m-a", Some(0.9), Some(0.8)),
+                mk("m-b", Some(0.5), None),
+                mk("m-c", Some(0.7), Some(0.4)),
+                mk("m-d", None, None),
+            ],
+        )
+        .unwrap();
+    let q = |f: &dyn Fn(&mut MemoryQuery)| {
+        let mut q = MemoryQuery::default();
+        f(&mut q);
+        id_set(&t, q)
+    };
+    // The bounds are inclusive; confidence defaults to 1.
+    assert_eq!(
+        q(&|q| q.min_confidence = Some(0.7)),
+        set(&["m-a", "m-c", "m-d"])
+    );
+    assert_eq!(q(&|q| q.min_confidence = Some(0.95)), set(&["m-d"]));
+    assert_eq!(q(&|q| q.min_success_rate = Some(0.5)), set(&["m-a"]));
+    // A memory without a success rate never meets a minimum, not even 0.
+    assert_eq!(q(&|q| q.min_success_rate = Some(0.0)), set(&["m-a", "m-c"]));
+    assert_eq!(
+        q(&|q| {
+            q.min_confidence = Some(0.8);
+            q.min_success_rate = Some(0.4);
+        }),
+        set(&["m-a"])
+    );
+
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let mark = now();
+    assert_eq!(q(&|q| q.updated_from = Some(mark)), set(&[]));
+    let mut b = mk("m-b", Some(0.6), Some(0.3));
+    b.importance = Some(0.1);
+    assert_eq!(
+        t.store.remember(s, b).unwrap(),
+        UpsertOutcome::Updated { id: "m-b".into() }
+    );
+    assert_eq!(q(&|q| q.updated_from = Some(mark)), set(&["m-b"]));
+    // A read is not a change.
+    t.store.touch_memories(s, &["m-a".into()]).unwrap();
+    assert_eq!(q(&|q| q.updated_from = Some(mark)), set(&["m-b"]));
+
+    let ordered = |order: MemoryOrder| {
+        let page = t
+            .store
+            .list_memories(
+                s,
+                MemoryQuery {
+                    order,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        ids_of(&page.items)
+    };
+    assert_eq!(
+        ordered(MemoryOrder::Confidence),
+        ["m-d", "m-a", "m-c", "m-b"]
+    );
+    assert_eq!(
+        ordered(MemoryOrder::SuccessRate),
+        ["m-a", "m-c", "m-b", "m-d"]
+    );
+    assert_eq!(
+        ordered(MemoryOrder::AccessCount),
+        ["m-a", "m-d", "m-c", "m-b"]
+    );
+    assert_eq!(ordered(MemoryOrder::Updated)[0], "m-b");
+
+    let bad = |q: MemoryQuery| t.store.list_memories(s, q).unwrap_err();
+    for (field, q) in [
+        (
+            "min_confidence",
+            MemoryQuery {
+                min_confidence: Some(f64::NAN),
+                ..Default::default()
+            },
+        ),
+        (
+            "min_success_rate",
+            MemoryQuery {
+                min_success_rate: Some(f64::INFINITY),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let err = bad(q);
+        assert_eq!(err.code(), "invalid_input");
+        assert!(err.to_string().contains(field), "{err}");
+    }
+}
+
+/// What `order` sorts by, most significant first; every order is descending.
+type SortKey = (f64, bool, i64, i64, String);
+
+fn sort_key(order: MemoryOrder, m: &Memory) -> SortKey {
     let created = to_micros(&m.created_at);
+    let id = m.id.clone();
     match order {
-        MemoryOrder::Recent => ((false, 0, created, m.id.clone()), 0.0),
-        MemoryOrder::Priority => ((m.pinned, m.priority, created, m.id.clone()), 0.0),
-        MemoryOrder::Importance => ((false, 0, created, m.id.clone()), m.importance),
+        MemoryOrder::Priority => (0.0, m.pinned, m.priority, created, id),
+        MemoryOrder::Importance => (m.importance, false, 0, created, id),
+        MemoryOrder::Confidence => (m.confidence, false, 0, created, id),
+        // Memories without a success rate come after every rate.
+        MemoryOrder::SuccessRate => (m.success_rate.unwrap_or(-1.0), false, 0, created, id),
+        MemoryOrder::AccessCount => (0.0, false, m.access_count, created, id),
+        MemoryOrder::Updated => (0.0, false, 0, to_micros(&m.updated_at), id),
+        _ => (0.0, false, 0, created, id),
     }
 }
 
@@ -512,9 +712,12 @@ fn orders_paginate_without_duplicates_or_gaps() {
     let mk = |i: usize| {
         let mut m = NewMemory::new(format!("memory number {i}"));
         m.id = Some(format!("p-{i:02}"));
+        m.key = Some(format!("k-{i:02}"));
         m.pinned = i.is_multiple_of(7);
         m.priority = (i % 3) as i64;
         m.importance = Some((i % 4) as f64 / 4.0);
+        m.confidence = Some((i % 5) as f64 / 5.0);
+        m.success_rate = (!i.is_multiple_of(3)).then(|| (i % 4) as f64 / 4.0);
         m
     };
     // One batch shares one created_at, so pages must break ties on id.
@@ -522,10 +725,38 @@ fn orders_paginate_without_duplicates_or_gaps() {
     for i in 30..40 {
         t.store.remember(s, mk(i)).unwrap();
     }
+    // Reads for the access-count order, ties included.
+    for i in [4usize, 9, 9, 22, 22, 35] {
+        t.store.touch_memories(s, &[format!("p-{i:02}")]).unwrap();
+    }
+    // Three memories changed in place (same content, new confidence) after the rest:
+    // they lead the `updated` order and are the only ones changed since `mark`.
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let mark = now();
+    for i in [3usize, 17, 31] {
+        let mut m = mk(i);
+        m.confidence = Some(0.95);
+        let out = t.store.remember(s, m).unwrap();
+        assert_eq!(
+            out,
+            UpsertOutcome::Updated {
+                id: format!("p-{i:02}")
+            }
+        );
+    }
+    let since_mark = MemoryQuery {
+        updated_from: Some(mark),
+        ..Default::default()
+    };
+    assert_eq!(id_set(&t, since_mark), set(&["p-03", "p-17", "p-31"]));
     for order in [
         MemoryOrder::Recent,
         MemoryOrder::Priority,
         MemoryOrder::Importance,
+        MemoryOrder::Confidence,
+        MemoryOrder::SuccessRate,
+        MemoryOrder::AccessCount,
+        MemoryOrder::Updated,
     ] {
         let all = t
             .store
@@ -542,11 +773,24 @@ fn orders_paginate_without_duplicates_or_gaps() {
         assert!(all.next.is_none());
         let mut expected = all.items.clone();
         expected.sort_by(|a, b| {
-            let (ka, ia) = sort_key(order, a);
-            let (kb, ib) = sort_key(order, b);
-            ib.total_cmp(&ia).then_with(|| kb.cmp(&ka))
+            let (sa, pa, ra, ca, ia) = sort_key(order, a);
+            let (sb, pb, rb, cb, ib) = sort_key(order, b);
+            sb.total_cmp(&sa)
+                .then_with(|| (pb, rb, cb, ib).cmp(&(pa, ra, ca, ia)))
         });
         assert_eq!(ids_of(&all.items), ids_of(&expected), "{order:?} order");
+        let first = ids_of(&all.items[..3]);
+        match order {
+            MemoryOrder::SuccessRate => {
+                // The 14 memories without a rate (i divisible by 3) close the list.
+                assert!(all.items[26..].iter().all(|m| m.success_rate.is_none()));
+                assert!(all.items[..26].iter().all(|m| m.success_rate.is_some()));
+            }
+            MemoryOrder::AccessCount => assert_eq!(first, ["p-22", "p-09", "p-35"]),
+            MemoryOrder::Updated => assert_eq!(first, ["p-31", "p-17", "p-03"]),
+            MemoryOrder::Confidence => assert_eq!(first, ["p-31", "p-17", "p-03"]),
+            _ => {}
+        }
 
         let mut paged = Vec::new();
         let mut after = None;
@@ -599,6 +843,15 @@ fn orders_paginate_without_duplicates_or_gaps() {
         (MemoryOrder::Priority, "p:1:0"),
         (MemoryOrder::Importance, "i:NaN:5:p-01"),
         (MemoryOrder::Importance, "i:0.5"),
+        (MemoryOrder::Confidence, recent_cursor.as_str()),
+        (MemoryOrder::Confidence, "i:0.5:5:p-01"),
+        (MemoryOrder::SuccessRate, "c:0.5:5:p-01"),
+        (MemoryOrder::SuccessRate, "s:inf:5:p-01"),
+        (MemoryOrder::AccessCount, "a:1.5:5:p-01"),
+        (MemoryOrder::AccessCount, "a:1:5"),
+        (MemoryOrder::Updated, recent_cursor.as_str()),
+        (MemoryOrder::Updated, "u:x:p-01"),
+        (MemoryOrder::Updated, "u:5"),
     ] {
         let err = t
             .store

@@ -1,6 +1,6 @@
 //! Privacy: COPPA's parental-consent gate on personal data, also for a session that
 //! existed before the gate; GDPR export and erasure of a subject; retention rules sweeping
-//! the records that outlived them. What an erasure or a retention sweep leaves in the
+//! the records that outlived them; a subject found by its external id and updated. What an erasure or a retention sweep leaves in the
 //! bytes of the data directory, and the gate against records changed behind the store's
 //! back, are tested by the SQLite backend (`sqlite_privacy.rs`) with the helpers here.
 
@@ -8,7 +8,7 @@ use agentstore::backend::{AuditQuery, MetricQuery, Record, RetentionEntity, Sess
 use agentstore::time::{from_micros, now, to_micros};
 use agentstore::{
     Document, Memory, NewCheckpoint, NewDocument, NewEvent, NewMemory, NewMetricPoint, NewSession,
-    NewSubject, NewUsage, Payload, SearchRequest, Session, Timestamp, WriteOp,
+    NewSubject, NewUsage, Payload, SearchRequest, Session, SubjectUpdate, Timestamp, WriteOp,
 };
 use serde_json::json;
 
@@ -701,4 +701,145 @@ fn retention_rules_sweep_what_outlived_them() {
     t.store.sweep_expired(sc).unwrap();
     assert!(t.store.get_memory(sc, &r.new_fact).is_ok());
     assert_eq!(t.store.list_retention(sc).unwrap(), rules);
+}
+
+/// A subject is found by the caller's external id (which only the keyed hash stands for)
+/// and its metadata and retention change; consent, strictness and the external id stay.
+#[test]
+fn subjects_are_found_by_external_id_and_updated() {
+    let t = store();
+    let sc = &t.scope;
+    let bob = t
+        .store
+        .create_subject(
+            sc,
+            NewSubject {
+                consent: true,
+                metadata: json!({"role": "user", "plan": "free"}),
+                ..NewSubject::new("bob@example.com")
+            },
+        )
+        .unwrap();
+    let found = t.store.find_subject(sc, "bob@example.com").unwrap();
+    assert_eq!(found.as_ref(), Some(&bob));
+    assert_eq!(t.store.find_subject(sc, "Bob@example.com").unwrap(), None);
+    assert_eq!(
+        t.store
+            .find_subject(&t.other_tenant(), "bob@example.com")
+            .unwrap(),
+        None
+    );
+
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    let updated = t
+        .store
+        .update_subject(
+            sc,
+            &bob.id,
+            SubjectUpdate {
+                metadata: Some(json!({"plan": "pro", "role": null, "theme": "dark"})),
+                retention_days: Some(Some(30)),
+            },
+        )
+        .unwrap();
+    assert_eq!(updated.metadata, json!({"plan": "pro", "theme": "dark"}));
+    assert_eq!(updated.retention_days, Some(30));
+    assert!(updated.updated_at > bob.updated_at);
+    assert_eq!(
+        (
+            &updated.external_id_hash,
+            updated.consent,
+            updated.consent_at,
+            updated.strict,
+            updated.created_at
+        ),
+        (
+            &bob.external_id_hash,
+            bob.consent,
+            bob.consent_at,
+            bob.strict,
+            bob.created_at
+        )
+    );
+    assert_eq!(
+        t.store.find_subject(sc, "bob@example.com").unwrap(),
+        Some(updated.clone())
+    );
+    // An absent field is left; `null` retention returns to the tenant's rules.
+    let kept = t
+        .store
+        .update_subject(sc, &bob.id, SubjectUpdate::default())
+        .unwrap();
+    assert_eq!(
+        (&kept.metadata, kept.retention_days),
+        (&updated.metadata, Some(30))
+    );
+    let cleared = t
+        .store
+        .update_subject(
+            sc,
+            &bob.id,
+            SubjectUpdate {
+                retention_days: Some(None),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(cleared.retention_days, None);
+    assert_eq!(cleared.metadata, updated.metadata);
+
+    let entries = t
+        .store
+        .list_audit(AuditQuery {
+            tenant_id: Some("t1".into()),
+            action: Some("subject.update".into()),
+            resource_id: Some(bob.id.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .items;
+    assert_eq!(entries.len(), 3);
+    assert_eq!(
+        entries[0].old_values.as_ref().unwrap()["metadata"]["plan"],
+        "free"
+    );
+    assert_eq!(
+        entries[0].new_values.as_ref().unwrap()["retention_days"],
+        30
+    );
+    assert_eq!(
+        entries[2].new_values.as_ref().unwrap()["retention_days"],
+        json!(null)
+    );
+
+    // Refused, changing nothing.
+    let before = t.store.get_subject(sc, &bob.id).unwrap();
+    for (id, u, code) in [
+        (
+            bob.id.as_str(),
+            SubjectUpdate {
+                metadata: Some(json!(["not", "an", "object"])),
+                ..Default::default()
+            },
+            "invalid_input",
+        ),
+        (
+            bob.id.as_str(),
+            SubjectUpdate {
+                metadata: Some(json!({"plan": "team"})),
+                retention_days: Some(Some(0)),
+            },
+            "invalid_input",
+        ),
+        ("no-such-subject", SubjectUpdate::default(), "not_found"),
+    ] {
+        let err = t.store.update_subject(sc, id, u).unwrap_err();
+        assert_eq!(err.code(), code, "{err}");
+    }
+    let err = t
+        .store
+        .update_subject(&t.other_tenant(), &bob.id, SubjectUpdate::default())
+        .unwrap_err();
+    assert_eq!(err.code(), "not_found");
+    assert_eq!(t.store.get_subject(sc, &bob.id).unwrap(), before);
 }

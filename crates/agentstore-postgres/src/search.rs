@@ -270,7 +270,7 @@ fn json_value(column: &str, m: &MetadataCondition) -> (String, Vec<Param>) {
 /// their text under the "C" collation (byte-wise, as SQLite compares them). Every
 /// comparison is between jsonb values or texts, so none can fail on a value of another
 /// type, whatever order the conditions are evaluated in.
-fn metadata_cond(f: &mut Filter, column: &str, m: &MetadataCondition) {
+pub(crate) fn metadata_cond(f: &mut Filter, column: &str, m: &MetadataCondition) {
     let (val, path) = json_value(column, m);
     // `val` appears twice where the type is checked before comparing: its segments are
     // bound once more for the second.

@@ -110,7 +110,7 @@ pub(crate) fn create_session(
 }
 
 /// Merges `patch` into `base`: keys with `null` values are removed.
-fn merge_metadata(base: &mut Json, patch: Json) {
+pub(crate) fn merge_metadata(base: &mut Json, patch: Json) {
     if let (Some(b), Json::Object(p)) = (base.as_object_mut(), patch) {
         for (k, v) in p {
             if v.is_null() {
@@ -130,7 +130,12 @@ pub(crate) fn update_session(
     at: Timestamp,
 ) -> Result<WriteResult> {
     let old = get_session(tx, &scope.tenant, id)?.ok_or_else(|| Error::not_found("session", id))?;
+    u.check_subject(old.subject_id.as_deref())?;
     let mut s = old.clone();
+    if let Some(agent) = u.agent_id.clone() {
+        require_refs(tx, &scope.tenant, None, agent.as_deref(), None)?;
+        s.agent_id = agent;
+    }
     if let Some(v) = u.status.clone() {
         s.status = v;
     }
@@ -164,7 +169,8 @@ pub(crate) fn update_session(
     s.updated_at = at;
     tx.execute(
         "UPDATE sessions SET status = $1, title = $2, ended_at = $3, success = $4, reward = $5,
-             reflection = $6, priority = $7, metadata = $8, expires_at = $9, updated_at = $10
+             reflection = $6, priority = $7, metadata = $8, expires_at = $9, updated_at = $10,
+             agent_id = $13
          WHERE tenant_id = $11 AND id = $12",
         &[
             &s.status,
@@ -179,6 +185,7 @@ pub(crate) fn update_session(
             &ts(&s.updated_at),
             &s.tenant_id,
             &s.id,
+            &s.agent_id,
         ],
     )
     .db()?;
@@ -475,6 +482,7 @@ pub(crate) fn list_events(
                 .collect(),
         );
     }
+    f.eq_opt("tool_name", &q.tool_name);
     // A descending page continues with `before_seq` = the cursor, an ascending one with
     // `after_seq`.
     let order = if q.descending { "seq DESC" } else { "seq ASC" };

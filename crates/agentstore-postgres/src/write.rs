@@ -32,6 +32,9 @@ pub(crate) fn apply(tx: &mut Transaction<'_>, scope: &Scope, op: WriteOp) -> Res
             parental_consent_by,
             at,
         } => tenants::set_consent(tx, scope, &id, consent, parental_consent_by, at),
+        WriteOp::UpdateSubject { id, update, at } => {
+            tenants::update_subject(tx, scope, &id, update, at)
+        }
         WriteOp::PutAgent(a) => tenants::put_agent(tx, scope, a),
         WriteOp::CreateSession(s) => sessions::create_session(tx, scope, s),
         WriteOp::UpdateSession { id, update, at } => {

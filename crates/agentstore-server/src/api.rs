@@ -122,6 +122,9 @@ impl Api {
             other => panic!("unsupported method {other}"),
         };
         let mut route = on(filter, handler);
+        if doc.query.is_none() {
+            route = route.route_layer(middleware::from_fn(no_query));
+        }
         if let Some(scope) = doc.scope {
             route = route.route_layer(middleware::from_fn(move |req: Request, next: Next| {
                 require_scope(scope, req, next)
@@ -292,6 +295,20 @@ async fn require_scope(scope: KeyScope, req: Request, next: Next) -> Result<Resp
                 "this operation needs a key with the '{}' scope",
                 scope.as_str()
             ),
+        ));
+    }
+    Ok(next.run(req).await)
+}
+
+/// Refuses any query parameter on an endpoint that reads none, as query structs refuse
+/// the parameters they lack (`deny_unknown_fields`): a parameter the server ignored would
+/// leave the client believing its answer was filtered, or its delete narrowed.
+async fn no_query(req: Request, next: Next) -> Result<Response, ApiError> {
+    let query = req.uri().query().unwrap_or("");
+    if let Some((key, _)) = form_urlencoded::parse(query.as_bytes()).next() {
+        return Err(ApiError::new(
+            "invalid_input",
+            format!("unknown query parameter `{key}`: this endpoint takes none"),
         ));
     }
     Ok(next.run(req).await)

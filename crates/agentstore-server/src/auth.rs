@@ -2,11 +2,12 @@
 //! the group's in Redis through [`crate::shared`]).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use agentstore::{ApiKey, Scope};
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -23,16 +24,45 @@ pub struct Caller {
     pub key: ApiKey,
     /// The request's id (also in the `x-request-id` response header).
     pub request_id: String,
+    /// The IP address of the connection's peer (a proxy's, behind one). None when the
+    /// router is served without connection info.
+    pub remote_addr: Option<String>,
+    /// The `User-Agent` header, cleaned by [`user_agent`].
+    pub user_agent: Option<String>,
 }
 
 impl Caller {
     /// The store scope of this request: the key's tenant, the key as the audit actor,
-    /// and the request id as audit context.
+    /// and the request id, key name, peer address and user agent as audit context.
     pub fn scope(&self) -> Scope {
-        Scope::new(&self.key.tenant_id, format!("api_key:{}", self.key.id)).with_context(
-            json!({"request_id": self.request_id, "via": "http", "key_name": self.key.name}),
-        )
+        let mut context =
+            json!({"request_id": self.request_id, "via": "http", "key_name": self.key.name});
+        if let Some(addr) = &self.remote_addr {
+            context["remote_addr"] = json!(addr);
+        }
+        if let Some(agent) = &self.user_agent {
+            context["user_agent"] = json!(agent);
+        }
+        Scope::new(&self.key.tenant_id, format!("api_key:{}", self.key.id)).with_context(context)
     }
+}
+
+/// Longest user agent kept in the audit context, in characters.
+const MAX_USER_AGENT_CHARS: usize = 256;
+
+/// The request's `User-Agent`, as the audit log keeps it: any client can send any bytes
+/// there, so it is cut to [`MAX_USER_AGENT_CHARS`] and stripped of control characters
+/// (which could forge lines in a log or terminal that shows it). None when absent or
+/// empty.
+fn user_agent(req: &Request) -> Option<String> {
+    let raw = req.headers().get(USER_AGENT)?;
+    let text: String = String::from_utf8_lossy(raw.as_bytes())
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_USER_AGENT_CHARS)
+        .collect();
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -113,7 +143,19 @@ pub(crate) async fn authenticate(
         .get::<crate::RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
-    req.extensions_mut().insert(Caller { key, request_id });
+    // Only the peer: a forwarded-for header is whatever the client wrote unless a trusted
+    // proxy set it, and the server cannot tell which.
+    let remote_addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let user_agent = user_agent(&req);
+    req.extensions_mut().insert(Caller {
+        key,
+        request_id,
+        remote_addr,
+        user_agent,
+    });
     Ok(next.run(req).await)
 }
 

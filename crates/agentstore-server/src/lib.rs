@@ -188,7 +188,9 @@ impl Server {
 
     /// The router, e.g. to serve it on a listener of one's own. Served that way, the
     /// server keeps to its own state: Redis ([`ServerOptions::redis_url`]) is connected
-    /// to and watched by [`Server::serve`].
+    /// to and watched by [`Server::serve`]. The audit context records the caller's
+    /// address only when the router is served with connection info
+    /// (`into_make_service_with_connect_info::<SocketAddr>`).
     pub fn router(&self) -> Router {
         self.router.clone()
     }
@@ -225,7 +227,11 @@ impl Server {
         let shared_tasks = self.shared.start();
         let ready = self.ready.clone();
         let mcp_cancel = self.mcp_cancel.clone();
-        let served = axum::serve(listener, self.router)
+        // Connection info gives the audit context the peer's address.
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 ready.store(false, Ordering::SeqCst);

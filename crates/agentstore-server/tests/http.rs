@@ -110,11 +110,13 @@ fn body_for(operation: &str, b: &Fixture) -> Option<Value> {
         "appendEvent" => json!({"kind": "message", "content": "intruder"}),
         "appendEvents" => json!({"events": [{"kind": "message", "content": "intruder"}]}),
         "setConsent" => json!({"consent": false}),
+        "updateSubject" => json!({"metadata": {"note": "intruder"}, "retention_days": 1}),
         "putPendingWrites" => {
             json!({"writes": [{"task_id": "t", "idx": 0, "channel": "c", "value": {"format": "json", "data": 1}}]})
         }
         "kvSet" => json!({"value": "from the other tenant"}),
         "kvIncr" => json!({"by": 1}),
+        "kvExpire" => json!({"ttl_ms": 60000}),
         "lockAcquire" => json!({"holder": "intruder", "ttl_ms": 60000}),
         "lockRenew" => json!({"token": 1, "ttl_ms": 60000}),
         "lockRelease" => json!({"token": 1}),
@@ -179,7 +181,7 @@ fn tenant_a_never_reaches_tenant_b() {
             assert!(!text.contains("bravo"), "{method} {url} leaked: {text}");
             let own_namespace = matches!(
                 operation,
-                "kvSet" | "kvIncr" | "lockAcquire" | "lockRenew" | "lockRelease"
+                "kvSet" | "kvIncr" | "kvExpire" | "lockAcquire" | "lockRenew" | "lockRelease"
             );
             if own_namespace {
                 assert!(

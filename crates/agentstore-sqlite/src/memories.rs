@@ -479,11 +479,52 @@ enum Cursor {
         created: i64,
         id: String,
     },
-    Importance {
-        importance: f64,
+    /// A score order ([`score_order`]): its expression, then newest.
+    Score {
+        expr: &'static str,
+        score: f64,
         created: i64,
         id: String,
     },
+    AccessCount {
+        count: i64,
+        created: i64,
+        id: String,
+    },
+    Updated {
+        updated: i64,
+        id: String,
+    },
+}
+
+/// The orders by one floating-point score: the cursor's tag and the sort expression.
+/// A memory without a success rate sorts below every rate (rates are 0..1), so that
+/// both backends put it last and a cursor can still name its position.
+fn score_order(order: MemoryOrder) -> Option<(&'static str, &'static str)> {
+    match order {
+        MemoryOrder::Importance => Some(("i", "importance")),
+        MemoryOrder::Confidence => Some(("c", "confidence")),
+        MemoryOrder::SuccessRate => Some(("s", "COALESCE(success_rate, -1.0)")),
+        _ => None,
+    }
+}
+
+fn score_of(order: MemoryOrder, m: &Memory) -> f64 {
+    match order {
+        MemoryOrder::Importance => m.importance,
+        MemoryOrder::Confidence => m.confidence,
+        _ => m.success_rate.unwrap_or(-1.0),
+    }
+}
+
+fn order_by(order: MemoryOrder) -> String {
+    match (order, score_order(order)) {
+        (_, Some((_, expr))) => format!("{expr} DESC, created_at DESC, id DESC"),
+        (MemoryOrder::Priority, _) => "pinned DESC, priority DESC, created_at DESC, id DESC".into(),
+        (MemoryOrder::AccessCount, _) => "access_count DESC, created_at DESC, id DESC".into(),
+        (MemoryOrder::Updated, _) => "updated_at DESC, id DESC".into(),
+        _ => "created_at DESC, id DESC".into(),
+    }
 }
 
 fn malformed() -> Error {
@@ -493,27 +534,54 @@ fn malformed() -> Error {
 impl Cursor {
     fn of(order: MemoryOrder, m: &Memory) -> String {
         let created = ts(&m.created_at);
+        if let Some((tag, _)) = score_order(order) {
+            // `Display` of an f64 is the shortest text that parses back to the same bits.
+            return format!("{tag}:{}:{created}:{}", score_of(order, m), m.id);
+        }
         match order {
-            MemoryOrder::Recent => encode_cursor(created, &m.id),
             MemoryOrder::Priority => {
                 format!("p:{}:{}:{created}:{}", u8::from(m.pinned), m.priority, m.id)
             }
-            // `Display` of an f64 is the shortest text that parses back to the same bits.
-            MemoryOrder::Importance => format!("i:{}:{created}:{}", m.importance, m.id),
+            MemoryOrder::AccessCount => format!("a:{}:{created}:{}", m.access_count, m.id),
+            MemoryOrder::Updated => format!("u:{}:{}", ts(&m.updated_at), m.id),
+            _ => encode_cursor(created, &m.id),
         }
     }
 
     fn parse(order: MemoryOrder, s: &str) -> Result<Cursor> {
         let int = |v: &str| v.parse::<i64>().map_err(|_| malformed());
-        match order {
-            MemoryOrder::Recent => {
-                let (created, id) = decode_cursor(s)?;
-                Ok(Cursor::Recent { created, id })
+        // `tag:` then `n` fields separated by `:`; the last (the id) may hold `:` itself.
+        let fields = |tag: &str, n: usize| -> Result<Vec<&str>> {
+            let rest = s
+                .strip_prefix(tag)
+                .and_then(|r| r.strip_prefix(':'))
+                .ok_or_else(malformed)?;
+            let parts: Vec<&str> = rest.splitn(n, ':').collect();
+            if parts.len() == n {
+                Ok(parts)
+            } else {
+                Err(malformed())
             }
+        };
+        if let Some((tag, expr)) = score_order(order) {
+            let [score, created, id] = fields(tag, 3)?[..] else {
+                return Err(malformed());
+            };
+            let score = score
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(malformed)?;
+            return Ok(Cursor::Score {
+                expr,
+                score,
+                created: int(created)?,
+                id: id.to_owned(),
+            });
+        }
+        match order {
             MemoryOrder::Priority => {
-                let rest = s.strip_prefix("p:").ok_or_else(malformed)?;
-                let parts: Vec<&str> = rest.splitn(4, ':').collect();
-                let [pinned, priority, created, id] = parts[..] else {
+                let [pinned, priority, created, id] = fields("p", 4)?[..] else {
                     return Err(malformed());
                 };
                 let pinned = match pinned {
@@ -528,22 +596,28 @@ impl Cursor {
                     id: id.to_owned(),
                 })
             }
-            MemoryOrder::Importance => {
-                let rest = s.strip_prefix("i:").ok_or_else(malformed)?;
-                let parts: Vec<&str> = rest.splitn(3, ':').collect();
-                let [importance, created, id] = parts[..] else {
+            MemoryOrder::AccessCount => {
+                let [count, created, id] = fields("a", 3)?[..] else {
                     return Err(malformed());
                 };
-                let importance = importance
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite())
-                    .ok_or_else(malformed)?;
-                Ok(Cursor::Importance {
-                    importance,
+                Ok(Cursor::AccessCount {
+                    count: int(count)?,
                     created: int(created)?,
                     id: id.to_owned(),
                 })
+            }
+            MemoryOrder::Updated => {
+                let [updated, id] = fields("u", 2)?[..] else {
+                    return Err(malformed());
+                };
+                Ok(Cursor::Updated {
+                    updated: int(updated)?,
+                    id: id.to_owned(),
+                })
+            }
+            _ => {
+                let (created, id) = decode_cursor(s)?;
+                Ok(Cursor::Recent { created, id })
             }
         }
     }
@@ -570,13 +644,22 @@ impl Cursor {
                     Box::new(id),
                 ],
             ),
-            Cursor::Importance {
-                importance,
+            Cursor::Score {
+                expr,
+                score,
                 created,
                 id,
             } => f.cond(
-                "(importance, created_at, id) < (?, ?, ?)",
-                vec![Box::new(importance), Box::new(created), Box::new(id)],
+                format!("({expr}, created_at, id) < (?, ?, ?)"),
+                vec![Box::new(score), Box::new(created), Box::new(id)],
+            ),
+            Cursor::AccessCount { count, created, id } => f.cond(
+                "(access_count, created_at, id) < (?, ?, ?)",
+                vec![Box::new(count), Box::new(created), Box::new(id)],
+            ),
+            Cursor::Updated { updated, id } => f.cond(
+                "(updated_at, id) < (?, ?)",
+                vec![Box::new(updated), Box::new(id)],
             ),
         };
     }
@@ -629,6 +712,23 @@ pub(crate) fn list(
         }
         f.cond("importance >= ?", vec![Box::new(min)]);
     }
+    for (field, column, min) in [
+        ("min_confidence", "confidence", q.min_confidence),
+        ("min_success_rate", "success_rate", q.min_success_rate),
+    ] {
+        if let Some(min) = min {
+            if !min.is_finite() {
+                return Err(Error::invalid(field, "must be a finite number"));
+            }
+            f.cond(format!("{column} >= ?"), vec![Box::new(min)]);
+        }
+    }
+    if let Some(t) = &q.updated_from {
+        f.cond("updated_at >= ?", vec![Box::new(ts(t))]);
+    }
+    for m in &q.metadata {
+        crate::search::metadata_cond(&mut f, "metadata", m);
+    }
     match &q.valid_at {
         None => {
             f.cond("valid_to IS NULL", vec![]);
@@ -649,16 +749,12 @@ pub(crate) fn list(
     if let Some(after) = &q.after {
         Cursor::parse(q.order, after)?.cond(&mut f);
     }
-    let order_by = match q.order {
-        MemoryOrder::Recent => "created_at DESC, id DESC",
-        MemoryOrder::Priority => "pinned DESC, priority DESC, created_at DESC, id DESC",
-        MemoryOrder::Importance => "importance DESC, created_at DESC, id DESC",
-    };
+    let order_by = order_by(q.order);
     page(
         c,
         &format!("SELECT {MEMORY_SELECT} FROM memories"),
         &f,
-        order_by,
+        &order_by,
         q.limit,
         memory_row,
         |m| Cursor::of(q.order, m),

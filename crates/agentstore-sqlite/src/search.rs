@@ -221,7 +221,7 @@ pub(crate) fn apply_filter(
 /// One metadata condition (semantics on [`MetadataCondition`]). `json_type` tells the
 /// JSON types apart, which `json_extract` alone does not: it returns 1 for both `true`
 /// and the number 1, and SQLite orders every number before every string.
-fn metadata_cond(f: &mut Filter, column: &str, m: &MetadataCondition) {
+pub(crate) fn metadata_cond(f: &mut Filter, column: &str, m: &MetadataCondition) {
     let path = m.json_path();
     let ty = format!("json_type({column}, ?)");
     let val = format!("json_extract({column}, ?)");

@@ -2,10 +2,13 @@
 
 use agentstore::audit::AuditDraft;
 use agentstore::backend::{AgentQuery, WriteResult};
-use agentstore::{Agent, AgentStats, Error, Page, Result, Scope, Subject, Tenant, Timestamp};
+use agentstore::{
+    Agent, AgentStats, Error, Page, Result, Scope, Subject, SubjectUpdate, Tenant, Timestamp,
+};
 use rusqlite::{Connection, Row, params};
 
 use crate::audit;
+use crate::sessions::merge_metadata;
 use crate::sql::*;
 
 /// Fails with `NotFound` unless the tenant exists.
@@ -257,6 +260,44 @@ pub(crate) fn set_consent(
         AuditDraft::new("subject.consent", "subject", id)
             .old(&serde_json::json!({"consent": old.consent, "parental_consent_by": old.parental_consent_by}))
             .new_values(&serde_json::json!({"consent": consent, "parental_consent_by": pc_by})),
+    )?;
+    Ok(WriteResult::None)
+}
+
+pub(crate) fn update_subject(
+    tx: &Connection,
+    scope: &Scope,
+    id: &str,
+    u: SubjectUpdate,
+    at: Timestamp,
+) -> Result<WriteResult> {
+    let old = get_subject(tx, &scope.tenant, id)?.ok_or_else(|| Error::not_found("subject", id))?;
+    let mut s = old.clone();
+    if let Some(m) = u.metadata.clone() {
+        merge_metadata(&mut s.metadata, m);
+    }
+    if let Some(days) = u.retention_days {
+        s.retention_days = days;
+    }
+    tx.prepare_cached(
+        "UPDATE subjects SET metadata = ?1, retention_days = ?2, updated_at = ?3
+         WHERE tenant_id = ?4 AND id = ?5",
+    )
+    .db()?
+    .execute(params![
+        json_text(&s.metadata),
+        s.retention_days,
+        ts(&at),
+        scope.tenant,
+        id
+    ])
+    .db()?;
+    audit::append(
+        tx,
+        scope,
+        AuditDraft::new("subject.update", "subject", id)
+            .old(&old)
+            .new_values(&u),
     )?;
     Ok(WriteResult::None)
 }

@@ -77,6 +77,15 @@ pub enum WriteOp {
         /// Time of the change.
         at: Timestamp,
     },
+    /// Apply a [`SubjectUpdate`] (metadata merged as for sessions). Result: `None`.
+    UpdateSubject {
+        /// Subject id.
+        id: String,
+        /// Changes.
+        update: SubjectUpdate,
+        /// Time of the change.
+        at: Timestamp,
+    },
     /// Insert, or replace the agent with the same id (keeping `created_at`); names are
     /// unique per tenant. Result: `Id`.
     PutAgent(Agent),
@@ -571,6 +580,8 @@ pub struct EventQuery {
     pub before_seq: Option<i64>,
     /// Only these kinds (empty: all).
     pub kinds: Vec<String>,
+    /// Only events of this tool.
+    pub tool_name: Option<String>,
     /// Newest first instead of oldest first.
     pub descending: bool,
     /// Page size.
@@ -588,6 +599,14 @@ pub enum MemoryOrder {
     Priority,
     /// Importance, then newest.
     Importance,
+    /// Confidence, then newest.
+    Confidence,
+    /// Success rate, then newest; memories without one come last.
+    SuccessRate,
+    /// Reads recorded with `touch`, then newest.
+    AccessCount,
+    /// Last change, newest first.
+    Updated,
 }
 
 /// Filter for listing memories.
@@ -617,6 +636,15 @@ pub struct MemoryQuery {
     pub pinned: Option<bool>,
     /// Minimum importance.
     pub min_importance: Option<f64>,
+    /// Minimum confidence.
+    pub min_confidence: Option<f64>,
+    /// Minimum success rate (memories without one do not match).
+    pub min_success_rate: Option<f64>,
+    /// Changed at or after this time.
+    pub updated_from: Option<Timestamp>,
+    /// Conditions on the metadata, all of which must hold (as search's).
+    #[serde(default)]
+    pub metadata: Vec<crate::search::MetadataCondition>,
     /// Versions valid at this time; None: current versions (valid_to unset).
     pub valid_at: Option<Timestamp>,
     /// Include memories past their expiry (not swept yet).

@@ -110,6 +110,23 @@ impl Default for NewSubject {
     }
 }
 
+/// Changes to a subject; an absent field is left as it is. Consent has its own call
+/// (`set_consent`), and the external id and strictness are fixed at creation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct SubjectUpdate {
+    /// Metadata keys to merge in (a JSON object; `null` values remove keys).
+    pub metadata: Option<Json>,
+    /// Retention in days for the subject's records; `null` returns to the tenant's
+    /// rules.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<i64>")]
+    pub retention_days: Option<Option<i64>>,
+}
+
 /// A registered agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Agent {
@@ -355,6 +372,54 @@ pub struct SessionUpdate {
     pub metadata: Option<Json>,
     /// Expiry.
     pub expires_at: Option<Timestamp>,
+    /// Reassign the session to this agent; `null` leaves it without one.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub agent_id: Option<Option<String>>,
+    /// Cannot change: only the session's current subject (or `null` when it has none) is
+    /// accepted. A session's events, checkpoints and texts are that subject's personal
+    /// data: sealed under the subject's key when fields are encrypted, kept out of the
+    /// keyword index for a strict subject, exported and erased with the subject. Moving
+    /// them to another person would need all of that redone, so work for another subject
+    /// goes into a new session. The field is here so that such a request is refused
+    /// with this reason rather than ignored.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub subject_id: Option<Option<String>>,
+}
+
+impl SessionUpdate {
+    /// Refuses a `subject_id` other than the session's current one (see
+    /// [`SessionUpdate::subject_id`]).
+    pub fn check_subject(&self, current: Option<&str>) -> crate::Result<()> {
+        match &self.subject_id {
+            Some(wanted) if wanted.as_deref() != current => Err(crate::Error::invalid(
+                "subject_id",
+                "a session's subject cannot change: its events, checkpoints and texts are \
+                 that subject's personal data (encrypted under its key, exported and erased \
+                 with it); start a new session for the other subject",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A field that is present in the input, `null` or not: `Some(None)` for `null`, while
+/// an absent field stays `None` through `#[serde(default)]`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// An append-only entry in a session, totally ordered by `seq`.

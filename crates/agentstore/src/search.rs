@@ -222,6 +222,44 @@ impl MetadataCondition {
         p
     }
 
+    /// A condition written `path:op:value` in a query string (`mastery:lt:0.5`,
+    /// `source:eq:import`). The value is a JSON number, `true`, `false`, `null` or a
+    /// JSON string literal (`"0.5"` for the string) when it parses as one, and otherwise
+    /// the text itself as a string. The result is validated.
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut parts = text.splitn(3, ':');
+        let (Some(path), Some(op), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Error::invalid(
+                "metadata",
+                format!("'{}' is not path:op:value", text.escape_debug()),
+            ));
+        };
+        let op = match op {
+            "eq" => MetadataOp::Eq,
+            "ne" => MetadataOp::Ne,
+            "lt" => MetadataOp::Lt,
+            "lte" => MetadataOp::Lte,
+            "gt" => MetadataOp::Gt,
+            "gte" => MetadataOp::Gte,
+            other => {
+                return Err(Error::invalid(
+                    "metadata",
+                    format!(
+                        "'{}' is not one of eq, ne, lt, lte, gt, gte",
+                        other.escape_debug()
+                    ),
+                ));
+            }
+        };
+        let value = match serde_json::from_str::<Json>(value) {
+            Ok(v @ (Json::Number(_) | Json::Bool(_) | Json::Null | Json::String(_))) => v,
+            _ => Json::String(value.to_owned()),
+        };
+        let c = MetadataCondition::new(path, op, value);
+        c.validate()?;
+        Ok(c)
+    }
+
     /// Checks the path and that the operator fits the value's type.
     pub fn validate(&self) -> Result<()> {
         let segments: Vec<&str> = self.segments().collect();

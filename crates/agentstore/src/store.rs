@@ -453,10 +453,36 @@ impl Store {
 
     /// A subject by the caller's external id.
     pub fn find_subject(&self, scope: &Scope, external_id: &str) -> Result<Option<Subject>> {
+        if external_id.is_empty() {
+            return Err(Error::invalid("external_id", "must not be empty"));
+        }
+        self.short("external_id", external_id)?;
         self.backend.find_subject(
             &scope.tenant,
             &self.subject_hash(&scope.tenant, external_id),
         )
+    }
+
+    /// Changes a subject's metadata (merged) or retention.
+    pub fn update_subject(&self, scope: &Scope, id: &str, u: SubjectUpdate) -> Result<Subject> {
+        Self::validate_tenant(scope)?;
+        if let Some(m) = &u.metadata {
+            self.object("metadata", m)?;
+        }
+        if let Some(Some(d)) = u.retention_days
+            && d <= 0
+        {
+            return Err(Error::invalid("retention_days", "must be positive"));
+        }
+        self.write_one(
+            scope,
+            WriteOp::UpdateSubject {
+                id: id.into(),
+                update: u,
+                at: now(),
+            },
+        )?;
+        self.get_subject(scope, id)
     }
 
     /// Records consent, and parental consent with the actor who recorded it.
@@ -656,10 +682,14 @@ impl Store {
             .ok_or_else(|| Error::not_found("session", id))
     }
 
-    /// Updates status, outcome, priority, metadata or expiry of a session.
+    /// Updates status, outcome, priority, metadata, expiry or agent of a session (its
+    /// subject cannot change; see [`SessionUpdate::subject_id`]).
     pub fn update_session(&self, scope: &Scope, id: &str, u: SessionUpdate) -> Result<Session> {
         if let Some(st) = &u.status {
             self.label("status", st)?;
+        }
+        if let Some(agent) = &u.agent_id {
+            Self::opt_id("agent_id", agent.as_ref())?;
         }
         self.short_opt("title", u.title.as_ref())?;
         if let Some(r) = &u.reflection {
@@ -1022,6 +1052,9 @@ impl Store {
     /// Memories by filter.
     pub fn list_memories(&self, scope: &Scope, mut q: MemoryQuery) -> Result<Page<Memory>> {
         q.limit = page_limit(q.limit);
+        for m in &q.metadata {
+            m.validate()?;
+        }
         self.backend.list_memories(&scope.tenant, &q, now())
     }
 
@@ -1031,6 +1064,23 @@ impl Store {
         match self.write_one(
             scope,
             WriteOp::TouchMemories {
+                ids: ids.to_vec(),
+                at: now(),
+            },
+        )? {
+            WriteResult::Count(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+
+    /// Counts a retrieval of each chunk (`query_count`, `last_queried_at`): a caller
+    /// that used search hits in an answer records which ones it used. Returns how many
+    /// chunks of the tenant were counted; unknown ids are skipped.
+    pub fn record_chunk_queries(&self, scope: &Scope, ids: &[String]) -> Result<u64> {
+        self.batch("ids", ids)?;
+        match self.write_one(
+            scope,
+            WriteOp::RecordChunkQueries {
                 ids: ids.to_vec(),
                 at: now(),
             },

@@ -139,6 +139,7 @@ pub(crate) struct NewKey {
 /// Filters of the audit log.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct AuditList {
     /// Actor (e.g. `api_key:<id>`).
     actor: Option<String>,

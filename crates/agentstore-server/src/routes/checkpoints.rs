@@ -86,6 +86,7 @@ pub(super) fn routes(api: Api) -> Api {
 
 /// A thread: session id and checkpoint namespace.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Thread {
     /// Thread = session id.
     session_id: String,
@@ -96,6 +97,7 @@ pub(crate) struct Thread {
 
 /// A thread and a window of its checkpoints.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct CheckpointList {
     /// Thread = session id.
     session_id: String,

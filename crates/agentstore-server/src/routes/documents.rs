@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Body, Items, P, Q, Reply, namespace};
+use super::memories::Ids;
+use super::{Body, Count, Items, P, Q, Reply, namespace};
 use crate::AppState;
 use crate::api::{Api, op};
 use crate::auth::Caller;
@@ -54,11 +55,33 @@ pub(super) fn routes(api: Api) -> Api {
         op("listChunks", "documents", "A document's chunks in order", Read).ok::<Items<Chunk>>(),
         chunks,
     )
+    .route(
+        "post",
+        "/v1/chunks/touch",
+        op(
+            "touchChunks",
+            "documents",
+            "Count a retrieval of each chunk (query count and time), e.g. the hits an answer used",
+            Write,
+        )
+        .body::<Ids>()
+        .ok::<Count>(),
+        touch_chunks,
+    )
+}
+
+async fn touch_chunks(State(st): State<AppState>, c: Caller, Body(b): Body<Ids>) -> Reply<Count> {
+    let scope = c.scope();
+    let count = st
+        .run(move |s| s.record_chunk_queries(&scope, &b.ids))
+        .await?;
+    Ok(axum::Json(Count { count }))
 }
 
 /// Filters for listing documents.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct DocumentList {
     /// Namespace prefix, as `a/b/c`.
     namespace: Option<String>,

@@ -53,6 +53,18 @@ pub(super) fn routes(api: Api) -> Api {
         kv_incr,
     )
     .route(
+        "post",
+        "/v1/kv/{key}/expire",
+        op(
+            "kvExpire",
+            "kv",
+            "Set or clear a live key's time to live without rewriting its value",
+            Write,
+        )
+        .body::<KvExpire>(),
+        kv_expire,
+    )
+    .route(
         "get",
         "/v1/kv",
         op(
@@ -135,6 +147,22 @@ pub(crate) struct KvSet {
     ttl_ms: Option<u64>,
 }
 
+/// A new time to live.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct KvExpire {
+    /// Time to live in milliseconds from now; null: the key never expires. Required, so
+    /// that a misspelled field cannot make a key permanent.
+    #[serde(deserialize_with = "Option::deserialize")]
+    #[schemars(schema_with = "required_nullable_ms")]
+    ttl_ms: Option<u64>,
+}
+
+/// The schema of `Option<u64>`, for a field that must be present: schemars makes an
+/// `Option` field optional, and its `required` attribute drops the null.
+fn required_nullable_ms(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    g.subschema_for::<Option<u64>>()
+}
+
 /// An increment.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct KvIncr {
@@ -159,6 +187,7 @@ pub(crate) struct Counter {
 
 /// A key prefix and page size.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct KvList {
     /// Key prefix (default: every key).
     #[serde(default)]
@@ -170,6 +199,7 @@ pub(crate) struct KvList {
 
 /// A key prefix.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct KvPrefix {
     /// Key prefix; must not be empty.
     prefix: String,
@@ -230,6 +260,21 @@ async fn kv_delete(
     let scope = c.scope();
     let k = key.clone();
     if st.run(move |s| s.kv_delete(&scope, &k)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(agentstore::Error::not_found("kv", key).into())
+    }
+}
+
+async fn kv_expire(
+    State(st): State<AppState>,
+    c: Caller,
+    P(key): P<String>,
+    Body(b): Body<KvExpire>,
+) -> Result<StatusCode, ApiError> {
+    let scope = c.scope();
+    let k = key.clone();
+    if st.run(move |s| s.kv_expire(&scope, &k, b.ttl_ms)).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(agentstore::Error::not_found("kv", key).into())

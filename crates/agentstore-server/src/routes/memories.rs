@@ -1,6 +1,7 @@
 //! Memories: upsert by key, read, list, history, forget, invalidate.
 
 use agentstore::backend::{MemoryOrder, MemoryQuery};
+use agentstore::search::MetadataCondition;
 use agentstore::{KeyScope, Memory, NewMemory, Page, Timestamp, UpsertOutcome};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -124,12 +125,13 @@ pub(crate) struct MemoryBatch {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Ids {
     /// The ids.
-    ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
 }
 
 /// Filters for listing memories.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct MemoryList {
     /// Namespace prefix, as `a/b/c`.
     namespace: Option<String>,
@@ -155,11 +157,23 @@ pub(crate) struct MemoryList {
     pinned: Option<bool>,
     /// Minimum importance.
     min_importance: Option<f64>,
+    /// Minimum confidence.
+    min_confidence: Option<f64>,
+    /// Minimum success rate; memories without one do not match.
+    min_success_rate: Option<f64>,
+    /// Changed (created or updated in place) at or after this time (RFC 3339).
+    updated_from: Option<Timestamp>,
+    /// A metadata condition `path:op:value` (op: eq, ne, lt, lte, gt, gte), e.g.
+    /// `mastery:lt:0.5`; repeat for several, all must hold. Numbers, `true`, `false` and
+    /// `null` are read as JSON, anything else as a string (`"0.5"` quoted for the string).
+    metadata: Vec<String>,
     /// Versions valid at this time (RFC 3339); default: current versions.
     valid_at: Option<Timestamp>,
     /// Include memories past their expiry.
     include_expired: bool,
-    /// Order: recent (default), priority or importance.
+    /// Order, each descending with ties newest first: recent (default), priority,
+    /// importance, confidence, success_rate (memories without one last), access_count,
+    /// updated (last change).
     order: Option<MemoryOrder>,
     /// Page size (default 100, at most 1000).
     limit: Option<usize>,
@@ -169,6 +183,7 @@ pub(crate) struct MemoryList {
 
 /// A memory key in a namespace.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ByKey {
     /// Namespace, as `a/b/c` (default: the root).
     #[serde(default)]
@@ -217,6 +232,14 @@ async fn list(State(st): State<AppState>, c: Caller, Q(q): Q<MemoryList>) -> Rep
                 source_session: q.source_session,
                 pinned: q.pinned,
                 min_importance: q.min_importance,
+                min_confidence: q.min_confidence,
+                min_success_rate: q.min_success_rate,
+                updated_from: q.updated_from,
+                metadata: q
+                    .metadata
+                    .iter()
+                    .map(|m| MetadataCondition::parse(m))
+                    .collect::<agentstore::Result<_>>()?,
                 valid_at: q.valid_at,
                 include_expired: q.include_expired,
                 order: q.order.unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! Agents and subjects.
 
 use agentstore::backend::{AgentQuery, Erasure, SubjectExport};
-use agentstore::{Agent, AgentStats, KeyScope, NewAgent, NewSubject, Page, Subject};
+use agentstore::{Agent, AgentStats, KeyScope, NewAgent, NewSubject, Page, Subject, SubjectUpdate};
 use axum::extract::State;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -66,10 +66,39 @@ pub(super) fn routes(api: Api) -> Api {
         create_subject,
     )
     .route(
+        "post",
+        "/v1/subjects/lookup",
+        op(
+            "findSubject",
+            "subjects",
+            "Find a subject by the caller's external id (an email, a user id), which the \
+             store knows only as its keyed hash; sent in the body so that it stays out of \
+             URLs and request logs. 404 `not_found` when no subject has it",
+            Read,
+        )
+        .body::<SubjectLookup>()
+        .ok::<Subject>(),
+        find_subject,
+    )
+    .route(
         "get",
         "/v1/subjects/{id}",
         op("getSubject", "subjects", "Get a subject", Read).ok::<Subject>(),
         get_subject,
+    )
+    .route(
+        "patch",
+        "/v1/subjects/{id}",
+        op(
+            "updateSubject",
+            "subjects",
+            "Change a subject's metadata (keys merged in, `null` removes a key) or \
+             retention (`null`: the tenant's rules); consent has its own route",
+            Write,
+        )
+        .body::<SubjectUpdate>()
+        .ok::<Subject>(),
+        update_subject,
     )
     .route(
         "delete",
@@ -117,6 +146,7 @@ pub(super) fn routes(api: Api) -> Api {
 /// Filters for listing agents.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct AgentList {
     /// Namespace prefix, as `a/b/c`.
     namespace: Option<String>,
@@ -130,6 +160,13 @@ pub(crate) struct AgentList {
     limit: Option<usize>,
     /// Cursor: `next` of the previous page.
     after: Option<String>,
+}
+
+/// The caller's id for a subject.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct SubjectLookup {
+    /// The external id the subject was created with (compared exactly).
+    external_id: String,
 }
 
 /// A consent decision.
@@ -194,6 +231,35 @@ async fn get_subject(State(st): State<AppState>, c: Caller, P(id): P<String>) ->
     let scope = c.scope();
     Ok(axum::Json(
         st.run(move |s| s.get_subject(&scope, &id)).await?,
+    ))
+}
+
+async fn find_subject(
+    State(st): State<AppState>,
+    c: Caller,
+    Body(b): Body<SubjectLookup>,
+) -> Reply<Subject> {
+    let scope = c.scope();
+    Ok(axum::Json(
+        st.run(move |s| {
+            // The error names no id: the external id is personal data and error
+            // messages reach logs.
+            s.find_subject(&scope, &b.external_id)?
+                .ok_or_else(|| agentstore::Error::not_found("subject", "with this external id"))
+        })
+        .await?,
+    ))
+}
+
+async fn update_subject(
+    State(st): State<AppState>,
+    c: Caller,
+    P(id): P<String>,
+    Body(u): Body<SubjectUpdate>,
+) -> Reply<Subject> {
+    let scope = c.scope();
+    Ok(axum::Json(
+        st.run(move |s| s.update_subject(&scope, &id, u)).await?,
     ))
 }
 

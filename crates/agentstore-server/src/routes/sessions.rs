@@ -46,7 +46,8 @@ pub(super) fn routes(api: Api) -> Api {
         op(
             "updateSession",
             "sessions",
-            "Change a session's status, outcome and other fields",
+            "Change a session's status, outcome and other fields, or reassign it to \
+             another agent (its subject cannot change)",
             Write,
         )
         .body::<SessionUpdate>()
@@ -115,6 +116,7 @@ pub(super) fn routes(api: Api) -> Api {
 /// Filters for listing sessions.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct SessionList {
     /// Namespace prefix, as `a/b/c`.
     namespace: Option<String>,
@@ -240,6 +242,7 @@ async fn append_batch(
 /// Filters for listing a session's events.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct EventList {
     /// Only events with a greater seq (the cursor: `next` of the previous page).
     after_seq: Option<i64>,
@@ -247,6 +250,8 @@ pub(crate) struct EventList {
     before_seq: Option<i64>,
     /// Only these kinds (repeat the parameter for several).
     kind: Vec<String>,
+    /// Only events of this tool (exact match).
+    tool_name: Option<String>,
     /// Newest first.
     descending: bool,
     /// Page size (default 100, at most 1000).
@@ -265,6 +270,7 @@ async fn list_events(
         after_seq: q.after_seq,
         before_seq: q.before_seq,
         kinds: q.kind,
+        tool_name: q.tool_name,
         descending: q.descending,
         limit: q.limit.unwrap_or(0),
     };

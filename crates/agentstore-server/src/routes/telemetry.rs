@@ -92,6 +92,7 @@ pub(crate) struct UsageBatch {
 
 /// Which usage to aggregate, and how.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct UsageAggregateQuery {
     /// Group by model, agent, or all.
     group: UsageGroup,
@@ -157,6 +158,7 @@ pub(crate) struct PointBatch {
 
 /// A metric and the series and window to read.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PointQuery {
     /// Metric name.
     name: String,
@@ -173,36 +175,69 @@ pub(crate) struct PointQuery {
 
 impl PointQuery {
     fn metric_query(self) -> agentstore::Result<MetricQuery> {
-        let mut labels = BTreeMap::new();
-        for l in self.label {
-            let (k, v) = l
-                .split_once(':')
-                .ok_or_else(|| Error::invalid("label", format!("'{l}' is not key:value")))?;
-            labels.insert(k.to_owned(), v.to_owned());
-        }
-        Ok(MetricQuery {
-            name: self.name,
-            labels,
-            from: self.from,
-            to: self.to,
-        })
+        metric_query(self.name, self.label, self.from, self.to)
     }
 }
 
+fn metric_query(
+    name: String,
+    label: Vec<String>,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+) -> agentstore::Result<MetricQuery> {
+    let mut labels = BTreeMap::new();
+    for l in label {
+        let (k, v) = l
+            .split_once(':')
+            .ok_or_else(|| Error::invalid("label", format!("'{l}' is not key:value")))?;
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(MetricQuery {
+        name,
+        labels,
+        from,
+        to,
+    })
+}
+
+// DownsampleQuery and TopQuery repeat PointQuery's fields rather than flatten it: serde
+// buffers a flattened struct's input as untyped strings, and then a single `label=a:b`
+// no longer reads as a one-element list; nor would `deny_unknown_fields` work.
+
 /// [`PointQuery`] with a bucket width.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct DownsampleQuery {
-    #[serde(flatten)]
-    points: PointQuery,
+    /// Metric name.
+    name: String,
+    /// Label conditions as `key:value`; repeat for several (all must hold).
+    #[serde(default)]
+    label: Vec<String>,
+    /// From (inclusive, RFC 3339).
+    #[serde(default)]
+    from: Option<Timestamp>,
+    /// To (exclusive, RFC 3339).
+    #[serde(default)]
+    to: Option<Timestamp>,
     /// Bucket width in seconds.
     bucket_secs: i64,
 }
 
 /// [`PointQuery`] with a count.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct TopQuery {
-    #[serde(flatten)]
-    points: PointQuery,
+    /// Metric name.
+    name: String,
+    /// Label conditions as `key:value`; repeat for several (all must hold).
+    #[serde(default)]
+    label: Vec<String>,
+    /// From (inclusive, RFC 3339).
+    #[serde(default)]
+    from: Option<Timestamp>,
+    /// To (exclusive, RFC 3339).
+    #[serde(default)]
+    to: Option<Timestamp>,
     /// How many series (default 10).
     #[serde(default)]
     k: Option<usize>,
@@ -237,7 +272,10 @@ async fn metric_downsample(
 ) -> Reply<Items<MetricBucket>> {
     let scope = c.scope();
     let items = st
-        .run(move |s| s.metric_downsample(&scope, &q.points.metric_query()?, q.bucket_secs))
+        .run(move |s| {
+            let query = metric_query(q.name, q.label, q.from, q.to)?;
+            s.metric_downsample(&scope, &query, q.bucket_secs)
+        })
         .await?;
     Ok(axum::Json(Items { items }))
 }
@@ -250,7 +288,10 @@ async fn metric_top_k(
     let scope = c.scope();
     let k = q.k.unwrap_or(10);
     let items = st
-        .run(move |s| s.metric_top_k(&scope, &q.points.metric_query()?, k))
+        .run(move |s| {
+            let query = metric_query(q.name, q.label, q.from, q.to)?;
+            s.metric_top_k(&scope, &query, k)
+        })
         .await?;
     Ok(axum::Json(Items { items }))
 }
