@@ -4,11 +4,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 
 use serde_json::Value;
 
-use common::{describe, ok};
+use common::ok;
 
 /// A running `agentstore serve`. Dropping it kills the process, so that a failing
 /// assertion does not leave a server behind.
@@ -56,30 +56,14 @@ fn examples_dir() -> PathBuf {
 /// Runs `examples/python/quickstart.py` against `server`; returns the summary it prints
 /// as its last line.
 fn run_quickstart(server: &Server, secret: &str) -> Value {
-    let script = examples_dir().join("python/quickstart.py");
-    let o = Command::new("python3")
-        .arg(&script)
-        .env("AGENTSTORE_URL", &server.base)
-        .env("AGENTSTORE_API_KEY", secret)
-        // With optimisation on, Python drops `assert`, and the script would check nothing.
-        .env_remove("PYTHONOPTIMIZE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("python3 (3.11 or newer) must be on PATH: {e}"));
-    let what = format!(
-        "python3 {}\nserver log:\n{}",
-        script.display(),
-        server.log()
-    );
-    assert!(o.status.success(), "{}", describe(&what, &o));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!(
-            "the last line is not JSON ({e}): {last:?}\n{}",
-            describe(&what, &o)
-        )
-    })
+    common::run_python(
+        &examples_dir().join("python/quickstart.py"),
+        &[
+            ("AGENTSTORE_URL", server.base.as_str()),
+            ("AGENTSTORE_API_KEY", secret),
+        ],
+        &server.log(),
+    )
 }
 
 #[test]

@@ -279,18 +279,7 @@ pub(crate) fn erase_subject(tx: &Connection, scope: &Scope, id: &str) -> Result<
     audit::append(
         tx,
         scope,
-        AuditDraft::new("subject.erase", "subject", id).with_json(tombstone(&report)?),
+        AuditDraft::new("subject.erase", "subject", id).with_json(report.tombstone()),
     )?;
     Ok(WriteResult::Erased(report))
-}
-
-/// The erasure's audit entry: its counts. Whether the data key went is not known inside
-/// the transaction (it goes after the commit), so the tombstone does not claim it; a
-/// `subject.key_destroy` entry follows when it does.
-fn tombstone(report: &Erasure) -> Result<serde_json::Value> {
-    let mut v = serde_json::to_value(report)?;
-    if let Some(o) = v.as_object_mut() {
-        o.remove("data_key_destroyed");
-    }
-    Ok(v)
 }

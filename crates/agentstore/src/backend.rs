@@ -390,6 +390,19 @@ pub struct Erasure {
     pub data_key_destroyed: bool,
 }
 
+impl Erasure {
+    /// The erasure's audit entry: its counts. Whether the data key went is not known
+    /// inside the erasing transaction (it goes after the commit), so the tombstone does
+    /// not claim it; a `subject.key_destroy` entry follows when it does.
+    pub fn tombstone(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("data_key_destroyed");
+        }
+        v
+    }
+}
+
 /// Everything stored about one subject, for a GDPR access request: the subject, the
 /// records that are its personal data, and the audit entries about any of them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

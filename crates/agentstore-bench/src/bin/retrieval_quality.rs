@@ -471,7 +471,7 @@ fn run_scifact(args: &Args, embedder: Option<&Arc<BertEmbedder>>) -> Result<SciO
             .map(|(runs, lat)| score_scifact(&set, &runs, Some(&lat)))
             .map_err(|e| format!("{e:#}"));
         rows.push(SciRow {
-            label: format!("agentstore {}", mode.label()),
+            label: format!("agentstore {}", mode.row_label(args.keyword)),
             hybrid: matches!(mode, Mode::Hybrid(_)),
             reference,
             result,
@@ -619,7 +619,7 @@ fn run_locomo(args: &Args, embedder: Option<&Arc<BertEmbedder>>) -> Result<Locom
             .map(|(runs, lat)| score_locomo(&set, &runs, Some(&lat)))
             .map_err(|e| format!("{e:#}"));
         rows.push(LocomoRow {
-            label: format!("agentstore {}", mode.label()),
+            label: format!("agentstore {}", mode.row_label(args.keyword)),
             result,
         });
     }
@@ -982,13 +982,6 @@ fn report(
             s,
             "LoCoMo section run time: {:.0} s.\n",
             o.took.as_secs_f64()
-        );
-    }
-    if matches!(args.keyword, KeywordIndexMode::Eager) {
-        // The modes' labels name the default engine.
-        s = s.replace(
-            "keyword (FTS5 BM25)",
-            "keyword (keyword index, tantivy BM25)",
         );
     }
     s

@@ -127,3 +127,29 @@ pub fn sigterm(child: &Child) {
         .expect("kill runs");
     assert!(term.success(), "kill -TERM {} failed: {term}", child.id());
 }
+
+/// Runs the Python example `script` with `env` and returns the JSON summary it prints as
+/// its last line. A failure panics with the script's output and `server_log`.
+pub fn run_python(script: &Path, env: &[(&str, &str)], server_log: &str) -> Value {
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        // With optimisation on, Python drops `assert`, and the script would check nothing.
+        .env_remove("PYTHONOPTIMIZE")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("python3 (3.11 or newer) must be on PATH: {e}"));
+    let what = format!("python3 {}\nserver log:\n{server_log}", script.display());
+    assert!(o.status.success(), "{}", describe(&what, &o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "the last line is not JSON ({e}): {last:?}\n{}",
+            describe(&what, &o)
+        )
+    })
+}

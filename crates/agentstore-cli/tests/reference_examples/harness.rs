@@ -1,11 +1,11 @@
 //! Starting a store and a server for one example, and running the example's script.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 
 use serde_json::Value;
 
-use crate::common::{self, describe, ok};
+use crate::common::{self, ok};
 
 /// A store in a temporary directory with an API key.
 pub struct Store {
@@ -109,34 +109,17 @@ pub fn examples_dir() -> PathBuf {
 /// summary it prints as its last line. The script gets AGENTSTORE_URL,
 /// AGENTSTORE_API_KEY, AGENTSTORE_BIN (this build's CLI), AGENTSTORE_DATA_DIR and `env`.
 pub fn run_example(dir: &str, server: &Server, store: &Store, env: &[(&str, &str)]) -> Value {
-    let script = examples_dir().join(dir).join("example.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg(&script)
-        .env("AGENTSTORE_URL", &server.base)
-        .env("AGENTSTORE_API_KEY", &store.secret)
-        .env("AGENTSTORE_BIN", env!("CARGO_BIN_EXE_agentstore"))
-        .env("AGENTSTORE_DATA_DIR", &store.data)
-        // With optimisation on, Python drops `assert`, and the script would check nothing.
-        .env_remove("PYTHONOPTIMIZE")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let o = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("python3 (3.11 or newer) must be on PATH: {e}"));
-    let what = format!(
-        "python3 {}\nserver log:\n{}",
-        script.display(),
-        server.log()
-    );
-    assert!(o.status.success(), "{}", describe(&what, &o));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!(
-            "the last line is not JSON ({e}): {last:?}\n{}",
-            describe(&what, &o)
-        )
-    })
+    let data = store.data.to_str().expect("a UTF-8 data directory");
+    let mut all = vec![
+        ("AGENTSTORE_URL", server.base.as_str()),
+        ("AGENTSTORE_API_KEY", store.secret.as_str()),
+        ("AGENTSTORE_BIN", env!("CARGO_BIN_EXE_agentstore")),
+        ("AGENTSTORE_DATA_DIR", data),
+    ];
+    all.extend_from_slice(env);
+    common::run_python(
+        &examples_dir().join(dir).join("example.py"),
+        &all,
+        &server.log(),
+    )
 }

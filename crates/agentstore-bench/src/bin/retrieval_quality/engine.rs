@@ -51,6 +51,16 @@ impl Mode {
         }
     }
 
+    /// [`Mode::label`] naming the keyword engine that answered, for the report's rows.
+    pub fn row_label(&self, keyword: KeywordIndexMode) -> String {
+        match (self, keyword) {
+            (Mode::Keyword, KeywordIndexMode::Eager) => {
+                "keyword (keyword index, tantivy BM25)".into()
+            }
+            _ => self.label(),
+        }
+    }
+
     pub fn needs_embedder(&self) -> bool {
         !matches!(self, Mode::Keyword)
     }
