@@ -229,7 +229,7 @@ for size in "${SIZE_LIST[@]}"; do
   if [ "$OURS" = 1 ]; then
     log "agentstore on $label"
     if timed "agentstore on $label" nice -n "$NICE" "${OURS_CMD[@]}" --base "$dir/base.fvecs" --query "$dir/query.fvecs" \
-         --gt "$dir/groundtruth.ivecs" --json --threads 2 --ef 16,24,32,48,64,96,128,192,256,384,512 \
+         --gt "$dir/groundtruth.ivecs" --json --threads 2 --ef 16,24,32,48,64,96,128,192,256,384,512 --also-f32 \
          > "$WORK/out.jsonl" 2> "$WORK/err.log"; then
       tag "$label" < "$WORK/out.jsonl" >> "$RUN_JSONL"
       cp "$WORK/err.log" "$LOG_DIR/agentstore-$label.log"

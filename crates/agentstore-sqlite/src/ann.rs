@@ -268,7 +268,7 @@ impl Ann {
     ) -> Result<ModelIndex> {
         let path = self.snapshot_path(model);
         if path.exists()
-            && let Ok((index, meta)) = VectorIndex::load(&path)
+            && let Ok((mut index, meta)) = VectorIndex::load(&path)
             && let Ok(meta) = serde_json::from_slice::<SnapshotMeta>(&meta)
             && meta.format == SNAPSHOT_FORMAT
             && meta.model == model
@@ -277,10 +277,15 @@ impl Ann {
             && meta.watermark <= end
             && index.dim() == dimension
             && index.metric() == to_index_metric(metric)
-            // Built with other parameters (say, before int8 traversal was asked for):
-            // rebuilt with the ones asked for now.
-            && index.params() == &self.params
+            // A graph built with another degree or breadth is rebuilt with the ones asked
+            // for now. The traversal mode is not part of the graph: a snapshot taken before
+            // int8 traversal became the default only needs its codes computed.
+            && index.params().m == self.params.m
+            && index.params().ef_construction == self.params.ef_construction
         {
+            if index.params().quantization != self.params.quantization {
+                index.set_quantization(self.params.quantization);
+            }
             let mut mi = ModelIndex {
                 index,
                 dimension,

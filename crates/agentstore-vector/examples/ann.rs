@@ -5,13 +5,17 @@
 //! cargo run --release -p agentstore-vector --example ann -- \
 //!     --base ../shared/data/ann-scifact-minilm/base.fvecs \
 //!     --query ../shared/data/ann-scifact-minilm/query.fvecs \
-//!     [--gt groundtruth.ivecs] [--threads 2] [--m 16] [--efc 128] [--quant none|i8] [--json]
+//!     [--gt groundtruth.ivecs] [--threads 2] [--m 16] [--efc 200] [--quant none|i8] [--json]
+//!     [--also-f32]
 //! cargo run --release -p agentstore-vector --example ann -- --synthetic 100000 [--queries 1000]
 //! ```
 //!
 //! Recall uses the near-tie rule of the SciFact set: a returned key counts as correct if its
 //! exact score is >= the k-th exact score - 1e-6. Without `--gt`, ground truth is computed
 //! by brute force with `VectorIndex::exact` (f32).
+//!
+//! `--also-f32`: after the sweep with int8 traversal, the same graph is swept again with f32
+//! traversal (rows named `agentstore-f32`), so the two modes are compared on one graph.
 
 use std::time::Instant;
 
@@ -124,6 +128,7 @@ struct Args {
     dataset: String,
     save_data: Option<String>,
     cache: Option<String>,
+    also_f32: bool,
 }
 
 fn parse_args() -> Args {
@@ -137,12 +142,13 @@ fn parse_args() -> Args {
         threads: 2,
         m: d.m,
         efc: d.ef_construction,
-        quant: Quantization::None,
+        quant: d.quantization,
         efs: vec![16, 32, 64, 96, 128, 192, 256, 384],
         json: false,
         dataset: String::new(),
         save_data: None,
         cache: None,
+        also_f32: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -167,6 +173,7 @@ fn parse_args() -> Args {
             "--dataset" => a.dataset = val(),
             "--save-data" => a.save_data = Some(val()),
             "--cache" => a.cache = Some(val()),
+            "--also-f32" => a.also_f32 = true,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -213,8 +220,11 @@ fn main() {
         .as_ref()
         .filter(|c| std::path::Path::new(c).exists());
     let t = Instant::now();
-    let ix = if let Some(c) = cached {
-        let (ix, _) = VectorIndex::load(std::path::Path::new(c)).unwrap();
+    let mut ix = if let Some(c) = cached {
+        let (mut ix, _) = VectorIndex::load(std::path::Path::new(c)).unwrap();
+        if ix.params().quantization != a.quant {
+            ix.set_quantization(a.quant);
+        }
         eprintln!("loaded {c} in {:.2} s", t.elapsed().as_secs_f64());
         ix
     } else {
@@ -274,11 +284,49 @@ fn main() {
             "ef", "recall@10", "qps", "p50 ms", "p99 ms"
         );
     }
+    let mut engine = "agentstore";
+    loop {
+        let params = ix.params().clone();
+        let mem_mb = ix.memory_bytes() as f64 / (1 << 20) as f64;
+        sweep(&ix, &a, &queries, &kth, |ef, recall, qps, p50, p99| {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "engine": engine, "dataset": dataset, "n": n, "dim": dim,
+                        "params": params, "ef": ef, "build_s": build_s, "mem_mb": mem_mb,
+                        "recall_at_10": recall, "qps": qps, "p50_ms": p50, "p99_ms": p99,
+                        "threads": a.threads,
+                    })
+                );
+            } else {
+                println!("{ef:>5} {recall:>10.4} {qps:>10.0} {p50:>9.3} {p99:>9.3}");
+            }
+        });
+        if !(a.also_f32 && params.quantization == Quantization::I8) {
+            break;
+        }
+        ix.set_quantization(Quantization::None);
+        engine = "agentstore-f32";
+        if !a.json {
+            println!("f32 traversal of the same graph:");
+        }
+    }
+}
+
+/// Runs the `ef` sweep; `row` gets ef, recall@10, queries/s, p50 and p99 in ms.
+fn sweep(
+    ix: &VectorIndex,
+    a: &Args,
+    queries: &[Vec<f32>],
+    kth: &[f32],
+    mut row: impl FnMut(usize, f64, f64, f64, f64),
+) {
     for &ef in &a.efs {
         let mut lat = Vec::with_capacity(queries.len());
         let mut correct = 0usize;
         let t = Instant::now();
-        for (q, &kt) in queries.iter().zip(&kth) {
+        for (q, &kt) in queries.iter().zip(kth) {
             let t1 = Instant::now();
             let hits = ix.search(q, K, ef, None).unwrap();
             lat.push(t1.elapsed().as_secs_f64() * 1e3);
@@ -290,18 +338,6 @@ fn main() {
         lat.sort_by(f64::total_cmp);
         let p50 = lat[lat.len() / 2];
         let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)];
-        if a.json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "engine": "agentstore", "dataset": dataset, "n": n, "dim": dim,
-                    "params": params, "ef": ef, "build_s": build_s, "mem_mb": mem_mb,
-                    "recall_at_10": recall, "qps": qps, "p50_ms": p50, "p99_ms": p99,
-                    "threads": a.threads,
-                })
-            );
-        } else {
-            println!("{ef:>5} {recall:>10.4} {qps:>10.0} {p50:>9.3} {p99:>9.3}");
-        }
+        row(ef, recall, qps, p50, p99);
     }
 }

@@ -200,6 +200,48 @@ fn l2_and_dot_metrics_against_exact() {
     }
 }
 
+/// Switching the traversal mode keeps the graph: back in the first mode, every search
+/// answers exactly as before; in the other, the hits carry exact scores at the same recall.
+#[test]
+fn switching_the_traversal_mode_keeps_the_graph() {
+    for metric in [Metric::L2, Metric::Cosine] {
+        let mut ix = VectorIndex::new(32, metric, IndexParams::default());
+        let data = clustered(2000, 32, 5);
+        ix.insert_batch(&data, 2).unwrap();
+        let mut rng = Rng(7);
+        let queries: Vec<Vec<f32>> = (0..50).map(|_| rng.vec(32)).collect();
+        let before: Vec<Vec<Hit>> = queries
+            .iter()
+            .map(|q| ix.search(q, 10, 48, None).unwrap())
+            .collect();
+        ix.set_quantization(Quantization::None);
+        assert_eq!(ix.params().quantization, Quantization::None);
+        let (mut ok, mut total) = (0, 0);
+        for q in &queries {
+            let found = ix.search(q, 10, 48, None).unwrap();
+            for h in &found {
+                let exact = similarity(metric, q, &data.iter().find(|d| d.0 == h.key).unwrap().1);
+                assert!(
+                    (h.score - exact).abs() < 1e-4,
+                    "{metric:?}: {} vs {exact}",
+                    h.score
+                );
+            }
+            let (a, b) = recall_vs(&found, &ix.exact(q, 10, None).unwrap(), 1e-5);
+            ok += a;
+            total += b;
+        }
+        let r = ok as f64 / total as f64;
+        assert!(r >= 0.95, "{metric:?}: recall {r} with f32 traversal");
+        ix.set_quantization(Quantization::I8);
+        let after: Vec<Vec<Hit>> = queries
+            .iter()
+            .map(|q| ix.search(q, 10, 48, None).unwrap())
+            .collect();
+        assert_eq!(after, before, "{metric:?}");
+    }
+}
+
 #[test]
 fn manual_compact_keeps_content() {
     let data = clustered(500, 8, 3);

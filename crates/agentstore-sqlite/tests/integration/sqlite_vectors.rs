@@ -1,5 +1,5 @@
-//! The SQLite backend's vector index: recall of the HNSW graph path with int8 traversal
-//! (an open option), snapshots in `data/index` used and damaged ones rebuilt, and vectors
+//! The SQLite backend's vector index: recall of the HNSW graph path when the traversal
+//! mode (an open option) changes, snapshots in `data/index` used and damaged ones rebuilt, and vectors
 //! surviving backup and restore. The data and the helpers, and the recall of the graph
 //! path with and without filters, are the conformance suite's (`vectors.rs`).
 
@@ -10,15 +10,14 @@ use crate::common::store;
 use crate::vectors::{brute, ids, large_tenant, load, recall, vectors, vsearch};
 
 /// The conformance suite's large tenant (`vectors::graph_search_keeps_recall_…`), its
-/// graph built and snapshotted, opened with int8 traversal: the snapshot, built without
-/// it, is replaced by an index that walks int8 codes and rescores in f32, at the same
-/// recall.
+/// graph built and snapshotted with the default int8 traversal, opened with f32
+/// traversal: the snapshot's graph is kept, only its codes go, at the same recall.
 #[test]
-fn int8_traversal_keeps_the_graphs_recall() {
+fn switching_the_traversal_mode_keeps_the_graphs_recall() {
     let t = store();
     let (vs, queries) = large_tenant();
     load(&t, &vs);
-    // A search loads the f32 graph; maintenance snapshots it.
+    // A search loads the int8 graph; maintenance snapshots it.
     let got = ids(&vsearch(
         &t.store,
         &t,
@@ -34,15 +33,15 @@ fn int8_traversal_keeps_the_graphs_recall() {
         rep.steps
     );
     let mut opts = agentstore_sqlite::OpenOptions::new(t.dir.path().join("data"));
-    opts.vector_index.quantization = agentstore_sqlite::Quantization::I8;
-    let quantised = agentstore_sqlite::open(&opts).unwrap();
+    opts.vector_index.quantization = agentstore_sqlite::Quantization::None;
+    let exact = agentstore_sqlite::open(&opts).unwrap();
     let mut total = 0.0;
     for q in &queries {
-        let got = ids(&vsearch(&quantised, &t, q, 10, SearchFilter::default()));
+        let got = ids(&vsearch(&exact, &t, q, 10, SearchFilter::default()));
         total += recall(&got, &brute(&vs, q, 10, |_| true));
     }
     let r = total / queries.len() as f64;
-    assert!(r >= 0.95, "int8: recall@10 {r}");
+    assert!(r >= 0.95, "f32 traversal: recall@10 {r}");
 }
 
 #[test]
