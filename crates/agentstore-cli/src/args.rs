@@ -183,6 +183,23 @@ pub enum KeysAction {
         #[arg(long, value_name = "FILE")]
         new_key_file: PathBuf,
     },
+    /// Write a checked copy of the keyring (subjects' data keys, wrapped by the master
+    /// key) to a new file, for disaster recovery. Backups never hold the keyring; keep
+    /// this copy apart from them and short-lived: a copy taken before an erasure can
+    /// still decrypt that subject in older backups (docs/privacy.md).
+    BackupKeyring {
+        /// The file to write (mode 0600); it must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Put a keyring copy from backup-keyring back into a data directory whose keyring
+    /// was lost (missing, or empty because the store was opened again since). A keyring
+    /// holding any data key is never replaced. Stop every process using the store first.
+    RestoreKeyring {
+        /// The copy written by backup-keyring.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
     /// Revoke a key; it stops working at once.
     Revoke {
         /// Key id.

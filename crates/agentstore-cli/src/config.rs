@@ -106,6 +106,12 @@ pub enum Command {
     KeysRotateMaster {
         new_key_file: PathBuf,
     },
+    KeysBackupKeyring {
+        out: PathBuf,
+    },
+    KeysRestoreKeyring {
+        from: PathBuf,
+    },
     KeysRevoke {
         id: String,
     },
@@ -191,6 +197,8 @@ impl Command {
             Command::KeysRotateMaster { .. } => "keys rotate-master",
             Command::Mcp => "mcp",
             Command::KeysRevoke { .. } => "keys revoke",
+            Command::KeysBackupKeyring { .. } => "keys backup-keyring",
+            Command::KeysRestoreKeyring { .. } => "keys restore-keyring",
             Command::MigrateStatus => "migrate status",
             Command::MigrateUp { .. } => "migrate up",
             Command::MigrateDown { .. } => "migrate down",
@@ -363,6 +371,8 @@ fn resolve_command(raw: RawCommand) -> Result<Command> {
             KeysAction::List => Command::KeysList,
             KeysAction::GenerateMaster => Command::KeysGenerateMaster,
             KeysAction::RotateMaster { new_key_file } => Command::KeysRotateMaster { new_key_file },
+            KeysAction::BackupKeyring { out } => Command::KeysBackupKeyring { out },
+            KeysAction::RestoreKeyring { from } => Command::KeysRestoreKeyring { from },
             KeysAction::Revoke { id } => {
                 validate_id("id", &id)?;
                 Command::KeysRevoke { id }

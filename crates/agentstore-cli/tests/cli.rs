@@ -1109,7 +1109,8 @@ fn serve_answers_with_a_cli_key_and_stops_on_sigterm() {
 
 /// Field encryption from the command line: a generated master key opens the store it
 /// created; no key, or another one, is refused; `keys rotate-master` re-wraps the data
-/// keys so that only the new key opens the store, and is audited.
+/// keys so that only the new key opens the store, and is audited; `keys backup-keyring`
+/// writes a copy that `keys restore-keyring` puts back after a loss, under its own key only.
 #[test]
 fn master_key_generate_and_rotate() {
     let dir = tempfile::tempdir().unwrap();
@@ -1158,6 +1159,72 @@ fn master_key_generate_and_rotate() {
             .any(|e| e["action"] == "keyring.rotate_master"),
         "{audit}"
     );
+
+    // The keyring's copy for disaster recovery, and its way back after a loss.
+    let copy = dir.path().join("keyring-copy.db");
+    let copy_arg = copy.display().to_string();
+    let backed = json(
+        &data,
+        &[
+            "--master-key-file",
+            &new,
+            "keys",
+            "backup-keyring",
+            "--out",
+            &copy_arg,
+        ],
+    );
+    assert_eq!(backed["data_keys"], 0, "{backed}");
+    fails(
+        &data,
+        &[
+            "--master-key-file",
+            &new,
+            "keys",
+            "backup-keyring",
+            "--out",
+            &copy_arg,
+        ],
+        "already_exists",
+    );
+    std::fs::remove_file(data.join("keys.db")).unwrap();
+    fails(
+        &data,
+        &[
+            "--master-key-file",
+            &old,
+            "keys",
+            "restore-keyring",
+            "--from",
+            &copy_arg,
+        ],
+        "config_error",
+    );
+    let restored = json(
+        &data,
+        &[
+            "--master-key-file",
+            &new,
+            "keys",
+            "restore-keyring",
+            "--from",
+            &copy_arg,
+        ],
+    );
+    assert_eq!(restored["data_keys"], 0, "{restored}");
+    // The restored keyring is this store's: the old key is refused again.
+    fails(&data, &["--master-key-file", &old, "stats"], "config_error");
+    let audit = json(&data, &["--master-key-file", &new, "audit"]);
+    for action in ["keyring.backup", "keyring.restore"] {
+        assert!(
+            audit["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["action"] == action),
+            "{action}: {audit}"
+        );
+    }
 }
 
 /// Path traversal through a directory given to `ingest`: a symlink to a file outside the

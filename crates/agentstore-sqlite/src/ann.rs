@@ -277,15 +277,12 @@ impl Ann {
             && meta.watermark <= end
             && index.dim() == dimension
             && index.metric() == to_index_metric(metric)
-            // A graph built with another degree or breadth is rebuilt with the ones asked
-            // for now. The traversal mode is not part of the graph: a snapshot taken before
-            // int8 traversal became the default only needs its codes computed.
-            && index.params().m == self.params.m
-            && index.params().ef_construction == self.params.ef_construction
+            // A graph of another degree is rebuilt. Another build breadth or traversal mode
+            // is taken on without a rebuild (`retune`): a 1M snapshot from before the
+            // defaults changed (ef_construction 128, f32 traversal) would otherwise cost
+            // minutes of rebuilding on the first search after an upgrade.
+            && index.retune(&self.params)
         {
-            if index.params().quantization != self.params.quantization {
-                index.set_quantization(self.params.quantization);
-            }
             let mut mi = ModelIndex {
                 index,
                 dimension,

@@ -163,10 +163,10 @@ pub struct OpenOptions {
     /// When the in-memory keyword index of large stores is built (`keyword_index.rs`).
     pub keyword_index: crate::KeywordIndexMode,
     /// Parameters of the in-memory vector indexes: graph degree, build breadth, and
-    /// whether the graph is traversed on int8 codes with exact f32 rescoring
-    /// ([`crate::Quantization::I8`]: lower latency once the vectors outgrow the CPU
-    /// caches, 25% more memory). An index snapshot built with other parameters is
-    /// rebuilt.
+    /// whether the graph is traversed on int8 codes with exact f32 rescoring (the default,
+    /// [`crate::Quantization::I8`]: lower latency once the vectors outgrow the CPU caches,
+    /// 25% more memory) or on the f32 rows. An index snapshot built with another degree
+    /// or breadth is rebuilt; one that differs only in the traversal mode is kept.
     pub vector_index: crate::IndexParams,
     /// The master key wrapping subjects' data keys (`keyring.rs`). With one, subjects'
     /// personal fields are encrypted; a store that has a keyring refuses to open without

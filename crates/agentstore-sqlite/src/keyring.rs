@@ -620,6 +620,32 @@ impl Keyring {
         Ok(n)
     }
 
+    /// Writes a consistent copy of the keyring to `out`, a new file, for disaster recovery
+    /// (`agentstore keys backup-keyring`). SQLite's online backup copies the pages the WAL
+    /// holds too, which a file copy of `keys.db` alone would miss. The copy is checked
+    /// before it counts: wrapped by the master key in use, every data key unwrapping.
+    /// Returns how many data keys it holds.
+    pub(crate) fn backup(&self, out: &Path) -> Result<usize> {
+        let guard = self.inner.lock();
+        let Some(inner) = guard.as_ref() else {
+            return Err(Error::Config(
+                "this store has no keyring (field encryption is off): nothing to back up".into(),
+            ));
+        };
+        create_private(out)?;
+        let copied = (|| {
+            inner
+                .conn
+                .backup(rusqlite::MAIN_DB, out, rusqlite::backup::NO_PROGRESS)
+                .db()?;
+            check_copy(out, &inner.master)
+        })();
+        if copied.is_err() {
+            let _ = std::fs::remove_file(out);
+        }
+        copied
+    }
+
     /// The keyring file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
@@ -785,6 +811,127 @@ fn wrap(
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
     Ok(out)
+}
+
+/// Puts a keyring copy written by [`Keyring::backup`] into data directory `dir`, for a
+/// keyring lost with its disk (`agentstore keys restore-keyring`). The directory's own
+/// keyring may only be missing or empty (one an open with the master key created after
+/// the loss); one holding any data key is never replaced, since that could bring back the
+/// key of a subject erased since the copy was taken. The copy must be wrapped by `master`
+/// and every data key in it must unwrap. The file lands whole or not at all (a temporary
+/// file, fsync, rename, fsync of the directory), readable by its owner only. Returns how
+/// many data keys it holds. No process may have the store open meanwhile.
+pub(crate) fn restore(dir: &Path, from: &Path, master: &MasterKeySource) -> Result<usize> {
+    let master = &master.load()?;
+    let path = dir.join(KEYRING_FILE);
+    if path.exists() {
+        let conn = Connection::open(&path).db()?;
+        let held: i64 = conn
+            .query_row("SELECT count(*) FROM data_keys", [], |r| r.get(0))
+            .optional()
+            .db()?
+            .unwrap_or(0);
+        if held > 0 {
+            return Err(Error::AlreadyExists {
+                entity: "keyring with data keys",
+                id: path.display().to_string(),
+            });
+        }
+    }
+    // The copy is checked once it is in the directory, so `from` itself is only read.
+    let tmp = dir.join(format!("{KEYRING_FILE}.restore"));
+    let _ = std::fs::remove_file(&tmp);
+    create_private(&tmp)?;
+    let placed = (|| {
+        // What `from` holds is the caller's input: unreadable or not a keyring is
+        // `invalid_input`, not a failure of this store's database.
+        let src = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row("SELECT count(*) FROM keyring_meta", [], |_| Ok(()))?;
+                Ok(c)
+            })
+            .map_err(|e| {
+                Error::invalid(
+                    "keyring copy",
+                    format!("{}: not a keyring ({e})", from.display()),
+                )
+            })?;
+        src.backup(rusqlite::MAIN_DB, &tmp, rusqlite::backup::NO_PROGRESS)
+            .db()?;
+        let n = check_copy(&tmp, master)?;
+        for stale in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.join(format!("{KEYRING_FILE}{stale}")));
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        #[cfg(unix)]
+        std::fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
+        Ok(n)
+    })();
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    placed
+}
+
+/// Creates `path` as a new empty file readable by its owner only, before any key is
+/// written to it; an existing file is never overwritten (it may be the only other copy).
+fn create_private(path: &Path) -> Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists {
+            entity: "file",
+            id: path.display().to_string(),
+        }),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Checks a keyring copy: wrapped by `master`, every data key unwrapping. Leaves it a
+/// single file (rollback journal, no WAL beside it) and durable. Returns its key count.
+fn check_copy(path: &Path, master: &MasterKey) -> Result<usize> {
+    let not_keyring =
+        |why: String| Error::invalid("keyring copy", format!("{}: {why}", path.display()));
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|e| not_keyring(e.to_string()))?;
+    conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+        .map_err(|e| not_keyring(e.to_string()))?;
+    let id: String = conn
+        .query_row(
+            "SELECT value FROM keyring_meta WHERE name = 'master_id'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| not_keyring(format!("not a keyring ({e})")))?;
+    if id != master.id() {
+        return Err(Error::Config(format!(
+            "{} is wrapped by master key {id}, not by the one given ({})",
+            path.display(),
+            master.id()
+        )));
+    }
+    let rows: Vec<(Vec<u8>, String, String, Vec<u8>)> = {
+        let mut st = conn
+            .prepare("SELECT key_id, tenant_id, subject_id, wrapped FROM data_keys")
+            .map_err(|e| not_keyring(format!("not a keyring ({e})")))?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .db()?
+            .collect::<rusqlite::Result<_>>()
+            .db()?
+    };
+    for (id, tenant, subject, wrapped) in &rows {
+        unwrap(master, &key_id(id)?, tenant, subject, wrapped)?;
+    }
+    drop(conn);
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    Ok(rows.len())
 }
 
 fn unwrap(

@@ -101,6 +101,27 @@ impl std::fmt::Debug for SqliteBackend {
     }
 }
 
+/// Puts a keyring copy from [`SqliteBackend::backup_keyring`] into the data directory of
+/// `opts`, whose own keyring must be missing or hold no data key; the copy must be wrapped
+/// by the master key of `opts` (`agentstore keys restore-keyring`, see `keyring.rs`).
+/// Returns how many data keys it holds.
+pub fn restore_keyring(opts: &OpenOptions, from: &Path) -> Result<usize> {
+    let Some(source) = &opts.master_key else {
+        return Err(Error::Config(
+            "restoring a keyring needs the master key that wraps it (AGENTSTORE_MASTER_KEY \
+             or AGENTSTORE_MASTER_KEY_FILE)"
+                .into(),
+        ));
+    };
+    if !opts.data_dir.is_dir() {
+        return Err(Error::invalid(
+            "data directory",
+            format!("{} is not a data directory", opts.data_dir.display()),
+        ));
+    }
+    keyring::restore(&opts.data_dir, from, source)
+}
+
 /// Opens (and with `opts.create`, initialises) the store in a data directory and returns
 /// the engine over it.
 pub fn open(opts: &OpenOptions) -> Result<Store> {
@@ -232,6 +253,23 @@ impl SqliteBackend {
     /// (`agentstore keys rotate-master`). Returns how many keys were re-wrapped.
     pub fn rotate_master_key(&self, new: MasterKey) -> Result<usize> {
         self.conns.keyring().rotate_master(new)
+    }
+
+    /// Writes a checked copy of the keyring (subjects' data keys, wrapped) to `out`, a new
+    /// file (`agentstore keys backup-keyring`). Returns how many data keys it holds.
+    pub fn backup_keyring(&self, out: &Path) -> Result<usize> {
+        self.conns.keyring().backup(out)
+    }
+
+    /// Destroys the data keys whose subject no longer exists: left by an erasure whose key
+    /// destruction failed after its rows had gone, or brought back by a keyring copy older
+    /// than an erasure. Part of every maintenance. Returns how many went.
+    pub fn destroy_orphan_keys(&self) -> Result<usize> {
+        self.conns.keyring().destroy_orphans(|tenant, subject| {
+            Ok(self
+                .read_one(|c| tenants::get_subject(c, tenant, subject))?
+                .is_some())
+        })
     }
 
     /// The id of the master key in use; None when field encryption is off.
@@ -570,11 +608,7 @@ impl Backend for SqliteBackend {
         let mut rep = admin::maintenance(&self.conns, &self.dir, opts)?;
         rep.steps.push(self.snapshot_vectors()?);
         if self.conns.keyring().enabled() {
-            let n = self.conns.keyring().destroy_orphans(|tenant, subject| {
-                Ok(self
-                    .read_one(|c| tenants::get_subject(c, tenant, subject))?
-                    .is_some())
-            })?;
+            let n = self.destroy_orphan_keys()?;
             rep.steps.push(format!(
                 "keyring: {n} data key(s) without a subject destroyed ({})",
                 self.conns.keyring().path().display()

@@ -64,9 +64,11 @@ impl Default for IndexParams {
     /// at ef 64 from 0.9407 to 0.9581, for about 40 % more build time (it is also what the
     /// peers in `bench/` are built with). Int8 traversal reads a quarter of the bytes per
     /// hop, which is what a search waits on once the vectors outgrow the CPU caches: at 1M
-    /// it answered 1.4-1.6x the queries/s of f32 traversal at the same recall (rescoring
-    /// makes the final scores exact); in cache (5k) the two are even. It costs 25 % more
-    /// memory (the codes sit next to the f32 rows that rescoring reads).
+    /// it answered 1.15x the queries/s of f32 traversal of the same graph at the same
+    /// recall in the side-by-side run of `bench/results/retrieval-speed.md` (1.4-1.6x in
+    /// alternating runs on a loaded snapshot); rescoring makes the final scores exact. In
+    /// cache (5k) the two are even. It costs 25 % more memory (the codes sit next to the
+    /// f32 rows that rescoring reads).
     fn default() -> Self {
         IndexParams {
             m: 16,
@@ -487,6 +489,23 @@ impl VectorIndex {
             let max = self.data.iter().fold(0.0f32, |a, &x| a.max(x.abs()));
             self.widen_quantization(max);
         }
+    }
+
+    /// Takes on `params` where the graph allows it, without a rebuild: a different
+    /// `ef_construction` applies to later inserts (the links already made stay valid, and an
+    /// HNSW graph may mix nodes linked with different breadths), a different traversal mode
+    /// only recomputes the codes. A different `m` changes the size of every neighbour list,
+    /// so it needs a rebuild: then this returns false and changes nothing.
+    pub fn retune(&mut self, params: &IndexParams) -> bool {
+        let wanted = VectorIndex::new(self.dim, self.metric, params.clone()).params;
+        if wanted.m != self.params.m {
+            return false;
+        }
+        self.params.ef_construction = wanted.ef_construction;
+        if wanted.quantization != self.params.quantization {
+            self.set_quantization(wanted.quantization);
+        }
+        true
     }
 
     /// Appends a prepared vector as a new slot, not yet linked.

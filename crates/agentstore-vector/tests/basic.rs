@@ -242,6 +242,53 @@ fn switching_the_traversal_mode_keeps_the_graph() {
     }
 }
 
+/// `retune` takes on a new build breadth and traversal mode on the built graph, and
+/// refuses a new degree, which would need a rebuild.
+#[test]
+fn retune_keeps_the_graph_unless_the_degree_changes() {
+    let data = clustered(1500, 16, 9);
+    let old = IndexParams {
+        m: 16,
+        ef_construction: 64,
+        quantization: Quantization::None,
+    };
+    let mut ix = VectorIndex::new(16, Metric::Cosine, old.clone());
+    ix.insert_batch(&data, 2).unwrap();
+    let mut rng = Rng(3);
+    let queries: Vec<Vec<f32>> = (0..30).map(|_| rng.vec(16)).collect();
+    let before: Vec<Vec<Hit>> = queries
+        .iter()
+        .map(|q| ix.search(q, 10, 40, None).unwrap())
+        .collect();
+    let other_degree = IndexParams {
+        m: 8,
+        ..old.clone()
+    };
+    assert!(!ix.retune(&other_degree));
+    assert_eq!(ix.params(), &old);
+    let wider = IndexParams {
+        ef_construction: 200,
+        ..old.clone()
+    };
+    assert!(ix.retune(&wider));
+    assert_eq!(ix.params(), &wider);
+    let after: Vec<Vec<Hit>> = queries
+        .iter()
+        .map(|q| ix.search(q, 10, 40, None).unwrap())
+        .collect();
+    assert_eq!(after, before, "the graph is the same");
+    assert!(ix.retune(&IndexParams::default()));
+    assert_eq!(ix.params(), &IndexParams::default());
+    // Later inserts link with the new breadth into the same graph; all are found.
+    let more = clustered(300, 16, 10);
+    for (k, v) in &more {
+        ix.insert(*k, v).unwrap();
+    }
+    for (k, v) in more.iter().take(50) {
+        assert_eq!(ix.search(v, 1, 40, None).unwrap()[0].key, *k);
+    }
+}
+
 #[test]
 fn manual_compact_keeps_content() {
     let data = clustered(500, 8, 3);

@@ -39,7 +39,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import sys
 import tempfile
 import time
@@ -833,19 +832,17 @@ def operations(mia):
         assert list_all("/v1/sessions", subject_id=mia["id"]) == []
 
         # Disaster-recovery drill: restore the backup into a scratch directory. The keyring
-        # (keys.db) is never in a backup; the operator keeps a copy of it apart, taken
-        # with SQLite's backup API (a plain file copy would miss the keys still in its WAL).
+        # (keys.db) is never in a backup; the operator keeps a checked copy of it apart
+        # (`keys backup-keyring`) and puts it back after the backup (`keys restore-keyring`).
+        keyring_copy = work / "keyring-copy.db"
+        copied = cli("keys", "backup-keyring", "--out", keyring_copy)
+        assert copied["data_keys"] >= 1, copied
         restored = work / "restored"
-        restored.mkdir()
-        keyring = sqlite3.connect(Path(os.environ["AGENTSTORE_DATA_DIR"]) / "keys.db")
-        keyring_copy = sqlite3.connect(restored / "keys.db")
-        try:
-            keyring.backup(keyring_copy)
-        finally:
-            keyring_copy.close()
-            keyring.close()
-        out = cli("restore", backup, "--force", data_dir=restored)
+        out = cli("restore", backup, data_dir=restored)
         assert out["manifest"]["schema_version"] == manifest["schema_version"], out
+        back = cli("keys", "restore-keyring", "--from", keyring_copy, data_dir=restored)
+        # Mia's key went with the erasure, before the copy was taken.
+        assert back["data_keys"] == copied["data_keys"] and back["destroyed_without_subject"] == 0, back
         # Ada's profile reads back decrypted; Mia's rows are in the old backup, but her data
         # key is gone: crypto-shredded.
         got = cli("memory", "get", summary["twin"]["ada_profile"], data_dir=restored)

@@ -33,6 +33,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
         Command::KeysRevoke { id } => serve::keys_revoke(cfg, id),
         Command::KeysGenerateMaster => serve::keys_generate_master(),
         Command::KeysRotateMaster { new_key_file } => serve::keys_rotate_master(cfg, new_key_file),
+        Command::KeysBackupKeyring { out } => serve::keys_backup_keyring(cfg, out),
+        Command::KeysRestoreKeyring { from } => serve::keys_restore_keyring(cfg, from),
         Command::MigrateStatus => migrate::status(cfg),
         Command::MigrateUp { to } => migrate::up(cfg, *to),
         Command::MigrateDown { to, force } => migrate::down(cfg, *to, *force),

@@ -178,6 +178,55 @@ pub fn keys_rotate_master(cfg: &Config, new_key_file: &std::path::Path) -> anyho
     )
 }
 
+pub fn keys_backup_keyring(cfg: &Config, out: &std::path::Path) -> anyhow::Result<Outcome> {
+    let backend = agentstore_sqlite::SqliteBackend::open(&options(cfg))?;
+    let n = backend.backup_keyring(out)?;
+    let master = backend.master_key_id().unwrap_or_default();
+    drop(backend);
+    let store = agentstore_sqlite::open(&options(cfg))?;
+    // The path is the operator's, not personal data; the audit says where a copy went.
+    let values =
+        json!({ "out": out.display().to_string(), "data_keys": n, "master_key_id": master });
+    store.audit_action(&cfg.scope(), "keyring.backup", "keyring", &master, &values)?;
+    Outcome::new(
+        values,
+        format!(
+            "wrote {} ({n} data key(s), wrapped by master key {master})\n",
+            out.display()
+        ),
+    )
+}
+
+pub fn keys_restore_keyring(cfg: &Config, from: &std::path::Path) -> anyhow::Result<Outcome> {
+    let n = agentstore_sqlite::restore_keyring(&options(cfg), from)?;
+    // Opening checks the restored keyring against the master key. The copy may be older
+    // than an erasure: the keys of subjects that no longer exist go at once.
+    let backend = agentstore_sqlite::SqliteBackend::open(&options(cfg))?;
+    let destroyed = backend.destroy_orphan_keys()?;
+    drop(backend);
+    let store = agentstore_sqlite::open(&options(cfg))?;
+    let values = json!({
+        "from": from.display().to_string(),
+        "data_keys": n,
+        "destroyed_without_subject": destroyed,
+    });
+    store.audit_action(
+        &cfg.scope(),
+        "keyring.restore",
+        "keyring",
+        "keys.db",
+        &values,
+    )?;
+    Outcome::new(
+        values,
+        format!(
+            "restored {} data key(s) from {}; destroyed {destroyed} whose subject was erased since\n",
+            n - destroyed,
+            from.display()
+        ),
+    )
+}
+
 fn options_with_key(
     cfg: &Config,
     key: agentstore_sqlite::MasterKey,

@@ -564,3 +564,93 @@ fn migrating_down_and_up_keeps_encrypted_text_searchable() {
     assert_eq!(keyword_hits(&reopened, &scope, "zebrafish"), 4);
     assert!(reopened.verify().unwrap().ok());
 }
+
+/// A keyring lost with its disk comes back from a copy made by `backup_keyring`: the
+/// subjects' fields read again, and the key of a subject erased after the copy was taken
+/// is destroyed at once. A copy is a new private file; a keyring holding keys is never
+/// replaced; a copy under another master key, or no keyring at all, is refused.
+#[test]
+fn a_lost_keyring_comes_back_from_its_copy_without_the_erased_subjects_key() {
+    let t = encrypted();
+    let alice = subject(&t, "alice@example.com", false);
+    let bob = subject(&t, "bob@example.com", false);
+    let (a_memory, _, _) = write_all(&t, Some(&alice), "rambutan");
+    write_all(&t, Some(&bob), "durian");
+    let opts = |key: &MasterKey| {
+        let mut o = OpenOptions::new(t.data());
+        o.master_key = Some(MasterKeySource::Key(key.clone()));
+        o
+    };
+    let copy = t.dir.path().join("keyring-copy.db");
+    let backend = agentstore_sqlite::SqliteBackend::open(&opts(&t.key)).unwrap();
+    assert_eq!(backend.backup_keyring(&copy).unwrap(), 2);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    // Never over an existing file: it may be the only other copy.
+    let e = backend.backup_keyring(&copy).unwrap_err();
+    assert_eq!(e.code(), "already_exists", "{e}");
+    drop(backend);
+    // A keyring that holds keys is not replaced.
+    let e = agentstore_sqlite::restore_keyring(&opts(&t.key), &copy).unwrap_err();
+    assert_eq!(e.code(), "already_exists", "{e}");
+
+    t.store.erase_subject(&t.scope, &bob).unwrap();
+    let Encrypted {
+        store,
+        scope,
+        key,
+        dir,
+    } = t;
+    drop(store);
+    let data = dir.path().join("data");
+    for f in ["keys.db", "keys.db-wal", "keys.db-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    // Opened with the master key after the loss, the store starts an empty keyring and
+    // cannot read alice's fields.
+    let mut o = OpenOptions::new(&data);
+    o.master_key = Some(MasterKeySource::Key(key.clone()));
+    let lost = agentstore_sqlite::open(&o).unwrap();
+    assert_eq!(
+        lost.get_memory(&scope, &a_memory).unwrap_err().code(),
+        "key_unavailable"
+    );
+    drop(lost);
+
+    // Another master key, a file that is not a keyring, no master key: refused, and the
+    // (empty) keyring in place is left as it was.
+    let mut other = OpenOptions::new(&data);
+    other.master_key = Some(MasterKeySource::Key(MasterKey::generate()));
+    let e = agentstore_sqlite::restore_keyring(&other, &copy).unwrap_err();
+    assert_eq!(e.code(), "config_error", "{e}");
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a database at all").unwrap();
+    let e = agentstore_sqlite::restore_keyring(&o, &junk).unwrap_err();
+    assert_eq!(e.code(), "invalid_input", "{e}");
+    let e = agentstore_sqlite::restore_keyring(&OpenOptions::new(&data), &copy).unwrap_err();
+    assert_eq!(e.code(), "config_error", "{e}");
+    assert!(!data.join("keys.db.restore").exists());
+
+    assert_eq!(agentstore_sqlite::restore_keyring(&o, &copy).unwrap(), 2);
+    let backend = agentstore_sqlite::SqliteBackend::open(&o).unwrap();
+    // bob was erased after the copy: his key goes, alice's stays.
+    assert_eq!(backend.destroy_orphan_keys().unwrap(), 1);
+    assert_eq!(backend.destroy_orphan_keys().unwrap(), 0);
+    drop(backend);
+    let back = agentstore_sqlite::open(&o).unwrap();
+    let m = back.get_memory(&scope, &a_memory).unwrap();
+    assert_eq!(m.content, "prefers rambutan for breakfast");
+    let ring = rusqlite::Connection::open(data.join("keys.db")).unwrap();
+    let subjects: Vec<String> = ring
+        .prepare("SELECT subject_id FROM data_keys")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(subjects, vec![alice]);
+}
