@@ -1163,53 +1163,19 @@ fn master_key_generate_and_rotate() {
     // The keyring's copy for disaster recovery, and its way back after a loss.
     let copy = dir.path().join("keyring-copy.db");
     let copy_arg = copy.display().to_string();
-    let backed = json(
-        &data,
-        &[
-            "--master-key-file",
-            &new,
-            "keys",
-            "backup-keyring",
-            "--out",
-            &copy_arg,
-        ],
-    );
+    fn keyring<'a>(key: &'a str, action: &'a str, flag: &'a str, file: &'a str) -> [&'a str; 6] {
+        ["--master-key-file", key, "keys", action, flag, file]
+    }
+    let backed = json(&data, &keyring(&new, "backup-keyring", "--out", &copy_arg));
     assert_eq!(backed["data_keys"], 0, "{backed}");
-    fails(
-        &data,
-        &[
-            "--master-key-file",
-            &new,
-            "keys",
-            "backup-keyring",
-            "--out",
-            &copy_arg,
-        ],
-        "already_exists",
-    );
+    let again = keyring(&new, "backup-keyring", "--out", &copy_arg);
+    fails(&data, &again, "already_exists");
     std::fs::remove_file(data.join("keys.db")).unwrap();
-    fails(
-        &data,
-        &[
-            "--master-key-file",
-            &old,
-            "keys",
-            "restore-keyring",
-            "--from",
-            &copy_arg,
-        ],
-        "config_error",
-    );
+    let under_old = keyring(&old, "restore-keyring", "--from", &copy_arg);
+    fails(&data, &under_old, "config_error");
     let restored = json(
         &data,
-        &[
-            "--master-key-file",
-            &new,
-            "keys",
-            "restore-keyring",
-            "--from",
-            &copy_arg,
-        ],
+        &keyring(&new, "restore-keyring", "--from", &copy_arg),
     );
     assert_eq!(restored["data_keys"], 0, "{restored}");
     // The restored keyring is this store's: the old key is refused again.
