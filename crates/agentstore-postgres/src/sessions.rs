@@ -2,7 +2,7 @@
 
 use agentstore::audit::AuditDraft;
 use agentstore::backend::{EventQuery, SessionQuery, WriteResult};
-use agentstore::{Error, Event, Json, Page, Result, Scope, Session, SessionUpdate, Timestamp};
+use agentstore::{Error, Event, Page, Result, Scope, Session, SessionUpdate, Timestamp};
 use postgres::error::SqlState;
 use postgres::{GenericClient, Row, Statement, Transaction};
 
@@ -109,19 +109,6 @@ pub(crate) fn create_session(
     Ok(WriteResult::Id(s.id))
 }
 
-/// Merges `patch` into `base`: keys with `null` values are removed.
-pub(crate) fn merge_metadata(base: &mut Json, patch: Json) {
-    if let (Some(b), Json::Object(p)) = (base.as_object_mut(), patch) {
-        for (k, v) in p {
-            if v.is_null() {
-                b.remove(&k);
-            } else {
-                b.insert(k, v);
-            }
-        }
-    }
-}
-
 pub(crate) fn update_session(
     tx: &mut Transaction<'_>,
     scope: &Scope,
@@ -131,42 +118,10 @@ pub(crate) fn update_session(
 ) -> Result<WriteResult> {
     let old = get_session(tx, &scope.tenant, id)?.ok_or_else(|| Error::not_found("session", id))?;
     u.check_subject(old.subject_id.as_deref())?;
-    let mut s = old.clone();
-    if let Some(agent) = u.agent_id.clone() {
+    if let Some(agent) = &u.agent_id {
         require_refs(tx, &scope.tenant, None, agent.as_deref(), None)?;
-        s.agent_id = agent;
     }
-    if let Some(v) = u.status.clone() {
-        s.status = v;
-    }
-    if let Some(v) = u.title.clone() {
-        s.title = Some(v);
-    }
-    if let Some(v) = u.ended_at {
-        if v < s.started_at {
-            return Err(Error::invalid("ended_at", "is before the session started"));
-        }
-        s.ended_at = Some(v);
-    }
-    if let Some(v) = u.success {
-        s.success = Some(v);
-    }
-    if let Some(v) = u.reward {
-        s.reward = Some(v);
-    }
-    if let Some(v) = u.reflection.clone() {
-        s.reflection = Some(v);
-    }
-    if let Some(v) = u.priority {
-        s.priority = v;
-    }
-    if let Some(m) = u.metadata.clone() {
-        merge_metadata(&mut s.metadata, m);
-    }
-    if let Some(v) = u.expires_at {
-        s.expires_at = Some(v);
-    }
-    s.updated_at = at;
+    let s = u.apply(&old, at)?;
     tx.execute(
         "UPDATE sessions SET status = $1, title = $2, ended_at = $3, success = $4, reward = $5,
              reflection = $6, priority = $7, metadata = $8, expires_at = $9, updated_at = $10,

@@ -8,7 +8,6 @@ use agentstore::{
 use rusqlite::{Connection, Row, params};
 
 use crate::audit;
-use crate::sessions::merge_metadata;
 use crate::sql::*;
 
 /// Fails with `NotFound` unless the tenant exists.
@@ -272,13 +271,7 @@ pub(crate) fn update_subject(
     at: Timestamp,
 ) -> Result<WriteResult> {
     let old = get_subject(tx, &scope.tenant, id)?.ok_or_else(|| Error::not_found("subject", id))?;
-    let mut s = old.clone();
-    if let Some(m) = u.metadata.clone() {
-        merge_metadata(&mut s.metadata, m);
-    }
-    if let Some(days) = u.retention_days {
-        s.retention_days = days;
-    }
+    let s = u.apply(&old);
     tx.prepare_cached(
         "UPDATE subjects SET metadata = ?1, retention_days = ?2, updated_at = ?3
          WHERE tenant_id = ?4 AND id = ?5",

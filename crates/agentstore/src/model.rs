@@ -412,6 +412,80 @@ impl SessionUpdate {
     }
 }
 
+impl SessionUpdate {
+    /// The session after this update, made at `at`. The backend checks the subject
+    /// ([`SessionUpdate::check_subject`]) and that a new agent exists; this refuses an end
+    /// before the start.
+    pub fn apply(&self, old: &Session, at: Timestamp) -> crate::Result<Session> {
+        let mut s = old.clone();
+        if let Some(agent) = &self.agent_id {
+            s.agent_id.clone_from(agent);
+        }
+        if let Some(v) = &self.status {
+            s.status.clone_from(v);
+        }
+        if let Some(v) = &self.title {
+            s.title = Some(v.clone());
+        }
+        if let Some(v) = self.ended_at {
+            if v < s.started_at {
+                return Err(crate::Error::invalid(
+                    "ended_at",
+                    "is before the session started",
+                ));
+            }
+            s.ended_at = Some(v);
+        }
+        if let Some(v) = self.success {
+            s.success = Some(v);
+        }
+        if let Some(v) = self.reward {
+            s.reward = Some(v);
+        }
+        if let Some(v) = &self.reflection {
+            s.reflection = Some(v.clone());
+        }
+        if let Some(v) = self.priority {
+            s.priority = v;
+        }
+        if let Some(m) = &self.metadata {
+            merge_metadata(&mut s.metadata, m.clone());
+        }
+        if let Some(v) = self.expires_at {
+            s.expires_at = Some(v);
+        }
+        s.updated_at = at;
+        Ok(s)
+    }
+}
+
+impl SubjectUpdate {
+    /// The subject after this update (metadata merged, retention replaced).
+    pub fn apply(&self, old: &Subject) -> Subject {
+        let mut s = old.clone();
+        if let Some(m) = &self.metadata {
+            merge_metadata(&mut s.metadata, m.clone());
+        }
+        if let Some(days) = self.retention_days {
+            s.retention_days = days;
+        }
+        s
+    }
+}
+
+/// Merges `patch` into `base`: keys with `null` values are removed.
+pub fn merge_metadata(base: &mut Json, patch: Json) {
+    if let (Some(b), Json::Object(p)) = (base.as_object_mut(), patch) {
+        for (k, v) in p {
+            if v.is_null() {
+                b.remove(&k);
+            } else {
+                b.insert(k, v);
+            }
+        }
+    }
+}
+
 /// A field that is present in the input, `null` or not: `Some(None)` for `null`, while
 /// an absent field stays `None` through `#[serde(default)]`.
 fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
