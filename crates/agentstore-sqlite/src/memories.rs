@@ -8,7 +8,8 @@
 use std::collections::BTreeSet;
 
 use agentstore::audit::AuditDraft;
-use agentstore::backend::{MemoryOrder, MemoryQuery, WriteResult};
+use agentstore::backend::{MemoryQuery, WriteResult};
+use agentstore::memory_cursor::{self, CursorValue, MemoryCursor};
 use agentstore::{Error, Json, Memory, Namespace, Page, Result, Scope, Timestamp, UpsertOutcome};
 use rusqlite::{Connection, Row, params};
 
@@ -465,204 +466,19 @@ pub(crate) fn history(
     )
 }
 
-/// Keyset position of the last item of a page, one shape per order. Every order ends in
-/// `id`, so positions are unique and a page boundary between equal sort keys neither
-/// repeats nor skips a row.
-enum Cursor {
-    Recent {
-        created: i64,
-        id: String,
-    },
-    Priority {
-        pinned: bool,
-        priority: i64,
-        created: i64,
-        id: String,
-    },
-    /// A score order ([`score_order`]): its expression, then newest.
-    Score {
-        expr: &'static str,
-        score: f64,
-        created: i64,
-        id: String,
-    },
-    AccessCount {
-        count: i64,
-        created: i64,
-        id: String,
-    },
-    Updated {
-        updated: i64,
-        id: String,
-    },
-}
-
-/// The orders by one floating-point score: the cursor's tag and the sort expression.
-/// A memory without a success rate sorts below every rate (rates are 0..1), so that
-/// both backends put it last and a cursor can still name its position.
-fn score_order(order: MemoryOrder) -> Option<(&'static str, &'static str)> {
-    match order {
-        MemoryOrder::Importance => Some(("i", "importance")),
-        MemoryOrder::Confidence => Some(("c", "confidence")),
-        MemoryOrder::SuccessRate => Some(("s", "COALESCE(success_rate, -1.0)")),
-        _ => None,
-    }
-}
-
-fn score_of(order: MemoryOrder, m: &Memory) -> f64 {
-    match order {
-        MemoryOrder::Importance => m.importance,
-        MemoryOrder::Confidence => m.confidence,
-        _ => m.success_rate.unwrap_or(-1.0),
-    }
-}
-
-fn order_by(order: MemoryOrder) -> String {
-    match (order, score_order(order)) {
-        (_, Some((_, expr))) => format!("{expr} DESC, created_at DESC, id DESC"),
-        (MemoryOrder::Priority, _) => "pinned DESC, priority DESC, created_at DESC, id DESC".into(),
-        (MemoryOrder::AccessCount, _) => "access_count DESC, created_at DESC, id DESC".into(),
-        (MemoryOrder::Updated, _) => "updated_at DESC, id DESC".into(),
-        _ => "created_at DESC, id DESC".into(),
-    }
-}
-
-fn malformed() -> Error {
-    Error::invalid("after", "malformed cursor")
-}
-
-impl Cursor {
-    fn of(order: MemoryOrder, m: &Memory) -> String {
-        let created = ts(&m.created_at);
-        if let Some((tag, _)) = score_order(order) {
-            // `Display` of an f64 is the shortest text that parses back to the same bits.
-            return format!("{tag}:{}:{created}:{}", score_of(order, m), m.id);
-        }
-        match order {
-            MemoryOrder::Priority => {
-                format!("p:{}:{}:{created}:{}", u8::from(m.pinned), m.priority, m.id)
+/// Binds a cursor condition's values for SQLite.
+fn cursor_params(values: Vec<CursorValue>) -> Params {
+    values
+        .into_iter()
+        .map(|v| -> Box<dyn rusqlite::ToSql> {
+            match v {
+                CursorValue::Bool(b) => Box::new(b),
+                CursorValue::Int(i) => Box::new(i),
+                CursorValue::Float(x) => Box::new(x),
+                CursorValue::Text(t) => Box::new(t),
             }
-            MemoryOrder::AccessCount => format!("a:{}:{created}:{}", m.access_count, m.id),
-            MemoryOrder::Updated => format!("u:{}:{}", ts(&m.updated_at), m.id),
-            _ => encode_cursor(created, &m.id),
-        }
-    }
-
-    fn parse(order: MemoryOrder, s: &str) -> Result<Cursor> {
-        let int = |v: &str| v.parse::<i64>().map_err(|_| malformed());
-        // `tag:` then `n` fields separated by `:`; the last (the id) may hold `:` itself.
-        let fields = |tag: &str, n: usize| -> Result<Vec<&str>> {
-            let rest = s
-                .strip_prefix(tag)
-                .and_then(|r| r.strip_prefix(':'))
-                .ok_or_else(malformed)?;
-            let parts: Vec<&str> = rest.splitn(n, ':').collect();
-            if parts.len() == n {
-                Ok(parts)
-            } else {
-                Err(malformed())
-            }
-        };
-        if let Some((tag, expr)) = score_order(order) {
-            let [score, created, id] = fields(tag, 3)?[..] else {
-                return Err(malformed());
-            };
-            let score = score
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(malformed)?;
-            return Ok(Cursor::Score {
-                expr,
-                score,
-                created: int(created)?,
-                id: id.to_owned(),
-            });
-        }
-        match order {
-            MemoryOrder::Priority => {
-                let [pinned, priority, created, id] = fields("p", 4)?[..] else {
-                    return Err(malformed());
-                };
-                let pinned = match pinned {
-                    "0" => false,
-                    "1" => true,
-                    _ => return Err(malformed()),
-                };
-                Ok(Cursor::Priority {
-                    pinned,
-                    priority: int(priority)?,
-                    created: int(created)?,
-                    id: id.to_owned(),
-                })
-            }
-            MemoryOrder::AccessCount => {
-                let [count, created, id] = fields("a", 3)?[..] else {
-                    return Err(malformed());
-                };
-                Ok(Cursor::AccessCount {
-                    count: int(count)?,
-                    created: int(created)?,
-                    id: id.to_owned(),
-                })
-            }
-            MemoryOrder::Updated => {
-                let [updated, id] = fields("u", 2)?[..] else {
-                    return Err(malformed());
-                };
-                Ok(Cursor::Updated {
-                    updated: int(updated)?,
-                    id: id.to_owned(),
-                })
-            }
-            _ => {
-                let (created, id) = decode_cursor(s)?;
-                Ok(Cursor::Recent { created, id })
-            }
-        }
-    }
-
-    /// `WHERE` condition selecting rows after this position. Every order sorts all its
-    /// columns descending, so "after" is one row-value comparison.
-    fn cond(self, f: &mut Filter) {
-        match self {
-            Cursor::Recent { created, id } => f.cond(
-                "(created_at, id) < (?, ?)",
-                vec![Box::new(created), Box::new(id)],
-            ),
-            Cursor::Priority {
-                pinned,
-                priority,
-                created,
-                id,
-            } => f.cond(
-                "(pinned, priority, created_at, id) < (?, ?, ?, ?)",
-                vec![
-                    Box::new(pinned),
-                    Box::new(priority),
-                    Box::new(created),
-                    Box::new(id),
-                ],
-            ),
-            Cursor::Score {
-                expr,
-                score,
-                created,
-                id,
-            } => f.cond(
-                format!("({expr}, created_at, id) < (?, ?, ?)"),
-                vec![Box::new(score), Box::new(created), Box::new(id)],
-            ),
-            Cursor::AccessCount { count, created, id } => f.cond(
-                "(access_count, created_at, id) < (?, ?, ?)",
-                vec![Box::new(count), Box::new(created), Box::new(id)],
-            ),
-            Cursor::Updated { updated, id } => f.cond(
-                "(updated_at, id) < (?, ?)",
-                vec![Box::new(updated), Box::new(id)],
-            ),
-        };
-    }
+        })
+        .collect()
 }
 
 fn json_contains(f: &mut Filter, column: &str, value: &str) {
@@ -747,9 +563,10 @@ pub(crate) fn list(
         );
     }
     if let Some(after) = &q.after {
-        Cursor::parse(q.order, after)?.cond(&mut f);
+        let (cond, values) = MemoryCursor::parse(q.order, after)?.condition();
+        f.cond(cond, cursor_params(values));
     }
-    let order_by = order_by(q.order);
+    let order_by = memory_cursor::order_by(q.order);
     page(
         c,
         &format!("SELECT {MEMORY_SELECT} FROM memories"),
@@ -757,6 +574,6 @@ pub(crate) fn list(
         &order_by,
         q.limit,
         memory_row,
-        |m| Cursor::of(q.order, m),
+        |m| MemoryCursor::of(q.order, m),
     )
 }

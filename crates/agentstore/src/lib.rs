@@ -13,6 +13,7 @@ pub mod codec;
 pub mod copy;
 pub mod embedding;
 pub mod error;
+pub mod memory_cursor;
 pub mod migration;
 pub mod model;
 pub mod namespace;
