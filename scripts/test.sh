@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A CI machine builds once from clean, so incremental caches are disk spent for nothing
+# (several GB across two dozen test targets), and its free disk varies: say it first,
+# so that a full disk reads as that.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
+echo "== disk: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
