@@ -160,6 +160,11 @@ impl Filter {
         self
     }
 
+    /// How many conditions the filter holds.
+    pub fn conditions(&self) -> usize {
+        self.conds.len()
+    }
+
     /// The next parameter's number (`$n`), for SQL appended after the WHERE clause.
     pub fn next_param(&self) -> usize {
         self.params.len() + 1

@@ -496,33 +496,43 @@ struct Ask<'a> {
 }
 
 impl Ask<'_> {
-    /// The vectors of the model in the tenant whose records pass every filter: FROM and
-    /// the filter (`v.model` as a literal, so the model's partial index applies).
-    fn filtered(&self, target: Target) -> (String, Filter) {
-        let s: Shape = shape(target);
+    /// The model's vectors of the target in the tenant, with no condition on their
+    /// records (`v.model` as a literal, so the model's indexes apply).
+    fn unfiltered(&self, target: Target) -> Filter {
         let mut f = Filter::default();
         f.cond(format!("v.model = {}", literal(&self.q.model)), vec![]);
         f.eq("v.target", target.as_str());
         f.eq("v.tenant_id", self.tenant.to_owned());
+        f
+    }
+
+    /// The vectors of the model in the tenant whose records pass every filter: FROM,
+    /// the filter, and whether that filter keeps every vector of the target (it adds no
+    /// condition on the records, as for chunks searched without filters).
+    fn filtered(&self, target: Target) -> (String, Filter, bool) {
+        let s: Shape = shape(target);
+        let mut f = self.unfiltered(target);
         f.eq("r.tenant_id", self.tenant.to_owned());
+        let own = f.conditions();
         apply_filter(&mut f, &s, target, &self.q.filter, self.q.now);
         let from = format!(
             "vectors v JOIN {table} r ON r.rid = v.record_rid {parent}",
             table = s.table,
             parent = s.parent,
         );
-        (from, f)
+        let keeps_all = f.conditions() == own;
+        (from, f, keeps_all)
     }
 
     /// The best `q.limit` candidates of one target, best first (ties by id).
     fn target(&self, c: &mut impl GenericClient, target: Target) -> Result<Vec<Candidate>> {
-        let (from, f) = self.filtered(target);
+        let (from, f, keeps_all) = self.filtered(target);
         let importance = shape(target).importance;
         if self.q.exact || self.dimension > HNSW_MAX_DIMENSION {
             return self.exact(c, target, &from, &f, importance);
         }
         let limit = self.q.limit;
-        let (n, hits) = self.capped(c, target, &from, &f, importance)?;
+        let (n, hits) = self.capped(c, target, &from, &f, keeps_all, importance)?;
         if n <= EXACT_MAX {
             return Ok(hits);
         }
@@ -545,20 +555,39 @@ impl Ask<'_> {
     /// window `COUNT(*) OVER ()` beside the embeddings, which this replaced, counted
     /// every match before the LIMIT and spilled their vectors to temporary files: 193 ms
     /// per query at 50,000 chunks, against 6 ms for the HNSW scan itself.)
+    ///
+    /// When the filter keeps every vector (`keeps_all`), the vectors are counted alone
+    /// on their `(model, tenant_id, target)` index, without the joins to the records
+    /// and their parents: 0.7 ms instead of 18 ms for 10,001 chunks. A vector's record
+    /// and parent exist (they take their vectors with them when deleted), so the two
+    /// counts agree; and the count only picks the path, each of which applies the
+    /// whole filter.
     fn capped(
         &self,
         c: &mut impl GenericClient,
         target: Target,
         from: &str,
         f: &Filter,
+        keeps_all: bool,
         importance: &str,
     ) -> Result<(usize, Vec<Candidate>)> {
+        let alone;
+        let (count_from, count_filter) = if keeps_all {
+            alone = self.unfiltered(target);
+            ("vectors v", &alone)
+        } else {
+            (from, f)
+        };
         let sql = format!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM {from} {where_} LIMIT {cap}) x",
-            where_ = f.where_sql(),
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {count_from} {where_} LIMIT {cap}) x",
+            where_ = count_filter.where_sql(),
             cap = EXACT_MAX + 1,
         );
-        let n: i64 = col(&c.query_one(&sql, f.param_refs().as_slice()).db()?, 0)?;
+        let n: i64 = col(
+            &c.query_one(&sql, count_filter.param_refs().as_slice())
+                .db()?,
+            0,
+        )?;
         let n = usize::try_from(n).unwrap_or(usize::MAX);
         if n > EXACT_MAX {
             return Ok((n, Vec::new()));
