@@ -195,6 +195,129 @@ fn graph_search_keeps_recall_with_and_without_filters() {
     }
 }
 
+/// Documents in `namespace` whose chunks get the vectors of `vs` in order (through
+/// `PutVectors`), until every vector is given; returns each chunk's id with its vector.
+fn chunks_with_vectors(
+    t: &TestStore,
+    scope: &agentstore::Scope,
+    namespace: &str,
+    vs: &[Vec<f32>],
+) -> Vec<(String, Vec<f32>)> {
+    let mut out: Vec<(String, Vec<f32>)> = Vec::new();
+    let mut doc = 0;
+    while out.len() < vs.len() {
+        // About one 40-character sentence per chunk.
+        let content: String = (0..(vs.len() - out.len()).min(1_000))
+            .map(|i| format!("Sentence {i:04} of document {doc:03} in {namespace}. "))
+            .collect();
+        let d = t
+            .store
+            .put_document(
+                scope,
+                NewDocument {
+                    namespace: Namespace::new([namespace]).unwrap(),
+                    chunking: agentstore::text::ChunkOptions {
+                        size: 48,
+                        overlap: 0,
+                    },
+                    ..NewDocument::new(content)
+                },
+            )
+            .unwrap();
+        let items: Vec<(String, Embedding)> = t
+            .store
+            .list_chunks(scope, d.id())
+            .unwrap()
+            .into_iter()
+            .zip(&vs[out.len()..])
+            .map(|(c, v)| {
+                let e = Embedding {
+                    model: "external-16d".into(),
+                    vector: v.clone(),
+                };
+                (c.id, e)
+            })
+            .collect();
+        out.extend(items.iter().map(|(id, e)| (id.clone(), e.vector.clone())));
+        t.store
+            .write(
+                scope,
+                vec![
+                    WriteOp::DeclareVectorModel {
+                        model: "external-16d".into(),
+                        dimension: DIM,
+                        metric: Metric::Cosine,
+                    },
+                    WriteOp::PutVectors {
+                        target: Target::Chunk,
+                        items,
+                    },
+                ],
+            )
+            .unwrap();
+        doc += 1;
+    }
+    out
+}
+
+/// The exact top `k` chunk ids of `chunks`.
+fn brute_chunks(chunks: &[(String, Vec<f32>)], q: &[f32], k: usize) -> Vec<String> {
+    let mut s: Vec<(f32, &String)> = chunks.iter().map(|(id, v)| (dot(v, q), id)).collect();
+    s.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    s.into_iter().take(k).map(|(_, id)| id.clone()).collect()
+}
+
+#[test]
+fn chunks_without_filters_go_through_the_index_and_few_matching_chunks_are_exact() {
+    // More chunk vectors than PostgreSQL compares exactly (10,000; SQLite's cap is 20,000
+    // and it answers all of this exactly): with no filter the search goes through the
+    // approximate index, which PostgreSQL learns by counting the vectors alone, with no
+    // join to the chunks. A namespace that holds few of them, and a tenant that holds
+    // few, are answered exactly.
+    let t = store();
+    let other = t.other_tenant();
+    let mut vs = vectors(10_300 + 40 + 30 + 20, 17);
+    let queries = vs.split_off(vs.len() - 20);
+    let few_theirs = vs.split_off(vs.len() - 30);
+    let few = vs.split_off(vs.len() - 40);
+    let many = chunks_with_vectors(&t, &t.scope, "big", &vs);
+    let small = chunks_with_vectors(&t, &t.scope, "small", &few);
+    let theirs = chunks_with_vectors(&t, &other, "big", &few_theirs);
+    let all: Vec<(String, Vec<f32>)> = many.iter().chain(&small).cloned().collect();
+    let search = |scope: &agentstore::Scope, q: &[f32], filter: SearchFilter| {
+        let hits = t
+            .store
+            .search(
+                scope,
+                SearchRequest {
+                    filter,
+                    limit: 10,
+                    targets: vec![Target::Chunk],
+                    ..SearchRequest::vector(q.to_vec())
+                },
+            )
+            .unwrap();
+        ids(&hits)
+    };
+    let mut total = 0.0;
+    for q in &queries {
+        let got = search(&t.scope, q, SearchFilter::default());
+        assert_eq!(got.len(), 10);
+        total += recall(&got, &brute_chunks(&all, q, 10));
+        let in_small = SearchFilter {
+            namespace_prefix: Some(Namespace::new(["small"]).unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(search(&t.scope, q, in_small), brute_chunks(&small, q, 10));
+        assert_eq!(
+            search(&other, q, SearchFilter::default()),
+            brute_chunks(&theirs, q, 10)
+        );
+    }
+    let r = total / queries.len() as f64;
+    assert!(r >= 0.95, "recall@10 {r}");
+}
+
 #[test]
 fn caller_vectors_are_searched_exactly_in_a_small_tenant() {
     let t = store();
