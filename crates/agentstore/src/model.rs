@@ -410,9 +410,7 @@ impl SessionUpdate {
             _ => Ok(()),
         }
     }
-}
 
-impl SessionUpdate {
     /// The session after this update, made at `at`. The backend checks the subject
     /// ([`SessionUpdate::check_subject`]) and that a new agent exists; this refuses an end
     /// before the start.
